@@ -1,0 +1,3 @@
+from hybridcert.cli import main
+
+main()

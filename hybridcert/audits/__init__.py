@@ -1,0 +1,1 @@
+"""hybridcert.audits (see ARCHITECTURE.md)."""

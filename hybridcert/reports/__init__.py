@@ -1,0 +1,1 @@
+"""hybridcert.reports (see ARCHITECTURE.md)."""

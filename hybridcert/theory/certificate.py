@@ -1,0 +1,296 @@
+"""The joint Neyman-Pearson certificate for hybrid randomized smoothing (THEORY 4).
+
+Every function here is vectorised over ``p_a`` (a float or an array; results take its shape) and sound:
+worst-case probabilities are lower bounds and radii and budgets are never above the exact value
+(THEORY 6); see ``hybridcert.theory._solve`` for how the float64 rounding is kept on the safe side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.special import ndtr, ndtri
+
+from hybridcert.theory import _solve
+from hybridcert.theory._checks import (
+    check_budget,
+    check_nonnegative_array,
+    check_positive,
+    check_probability,
+    check_threshold,
+)
+from hybridcert.theory.kernels import KernelName, TokenKernel
+
+FloatArray = NDArray[np.float64]
+
+#: Without ``max_budget``, frontiers and budgets stop here even if still certified (a sound truncation).
+MAX_AUTO_BUDGET = 1024
+
+_PROBIT_REL_ERR = 1e-13  # relative error allowed for ndtri in the closed forms (scipy is ~1e-15)
+
+
+def _probit(p: FloatArray) -> FloatArray:
+    """Phi^-1(p), through the exact complement 1 - p above 1/2 (accurate within 1e-12 of 1)."""
+    with np.errstate(divide="ignore"):
+        out: FloatArray = np.where(p > 0.5, -ndtri(1.0 - p), ndtri(p))
+    return out
+
+
+def _shape_out(value: FloatArray, shape: tuple[int, ...]) -> Any:
+    """Return a Python float for scalar input, else an array of the input's shape."""
+    if shape == ():
+        return float(value.reshape(()))
+    return value.reshape(shape)
+
+
+def _round_down(x: FloatArray) -> FloatArray:
+    out: FloatArray = np.maximum(np.nextafter(np.nextafter(x, -np.inf), -np.inf), 0.0)
+    return np.where(np.isinf(x), x, out)
+
+
+def cohen_radius(p_a: ArrayLike, sigma: float, tau: float = 0.5) -> Any:
+    """Cohen et al.'s certified l2 radius, sigma (Phi^-1(p_a) - Phi^-1(tau)); 0 below tau (THEORY 4, d = 0).
+
+    This is the d = 0 special case of the hybrid certificate; it is rounded down by more than the error of
+    ``ndtri``, so it never exceeds the exact value. ``p_a`` = 1 gives +inf.
+    """
+    p = check_probability("p_a", p_a)
+    s = check_positive("sigma", sigma)
+    t = check_threshold("tau", tau)
+    zp, zt = _probit(p.ravel()), float(_probit(np.array([t]))[0])
+    with np.errstate(invalid="ignore"):
+        gap = zp - zt - _PROBIT_REL_ERR * (np.abs(zp) + abs(zt)) - 1e-300
+        r = np.where(p.ravel() >= t, np.maximum(s * gap, 0.0), 0.0)
+    r = np.where(p.ravel() == 1.0, np.inf, r)
+    return _shape_out(_round_down(r), p.shape)
+
+
+def cohen_worst_case(p_a: ArrayLike, radius: ArrayLike, sigma: float) -> Any:
+    """Lower bound on Phi(Phi^-1(p_a) - eps/sigma), the Gaussian worst case (THEORY 4, d = 0)."""
+    p = check_probability("p_a", p_a)
+    eps = check_nonnegative_array("radius", radius)
+    s = check_positive("sigma", sigma)
+    p, eps = np.broadcast_arrays(p, eps)
+    z = _probit(p.ravel()) - eps.ravel() / s
+    with np.errstate(invalid="ignore"):
+        z = z - _PROBIT_REL_ERR * np.abs(z) - 1e-300
+        v = np.where(z > 0, 1.0 - ndtr(-z), ndtr(z)) * (1.0 - _solve.ETA)
+    v = np.where(p.ravel() == 0.0, 0.0, np.where(p.ravel() == 1.0, 1.0, v))
+    return _shape_out(np.clip(v, 0.0, 1.0), p.shape)
+
+
+def knapsack_worst_case(p_a: ArrayLike, kernel: TokenKernel, budget: int) -> Any:
+    """The discrete (eps = 0) worst case: Lee et al. 2019 / Chen et al. 2025's fractional knapsack.
+
+    Sort atoms by likelihood ratio, fill clean mass p_a, sum the matching attacked mass (THEORY 4).
+    Returns a lower bound within 1e-10 of the exact value.
+    """
+    p = check_probability("p_a", p_a)
+    d = check_budget("budget", budget)
+    prep = _solve.Prepared.of(kernel.atoms(d))
+    return _shape_out(_solve.knapsack_lower(prep, p.ravel()), p.shape)
+
+
+@dataclass(frozen=True)
+class HybridNoise:
+    """Hybrid smoothing noise (THEORY 1): a token kernel on the noised positions and N(0, sigma^2 I) on the image.
+
+    ``kernel`` is ``uniform-other``, ``uniform-all`` or ``absorb``; ``vocab_size`` the alphabet size V;
+    ``beta`` the per-position noise level in (0, 1]; ``sigma`` > 0 the image noise in the certificate's pixel
+    space. The methods compute the joint Neyman-Pearson certificate of THEORY 4.
+    """
+
+    kernel: KernelName
+    vocab_size: int
+    beta: float
+    sigma: float
+
+    def __post_init__(self) -> None:
+        token = TokenKernel(self.kernel, self.vocab_size, self.beta)
+        object.__setattr__(self, "vocab_size", token.vocab_size)
+        object.__setattr__(self, "beta", token.beta)
+        object.__setattr__(self, "sigma", check_positive("sigma", self.sigma))
+
+    @property
+    def token_kernel(self) -> TokenKernel:
+        return TokenKernel(self.kernel, self.vocab_size, self.beta)
+
+    def _prepared(self, budget: int) -> _solve.Prepared:
+        return _solve.Prepared.of(self.token_kernel.atoms(budget))
+
+    # -- worst case ------------------------------------------------------------------------------------
+
+    def worst_case(self, p_a: ArrayLike, budget: int, radius: ArrayLike) -> Any:
+        """Lower bound on min P_attacked[f = 1] over attacks with <= ``budget`` tokens and <= ``radius`` in l2.
+
+        ``p_a`` is a lower bound on the clean smoothed probability (THEORY 4, ``p_adv``); ``radius`` may be an
+        array broadcast against ``p_a``. Within 1e-9 of the exact value and never above it.
+        """
+        p = check_probability("p_a", p_a)
+        d = check_budget("budget", budget)
+        eps = check_nonnegative_array("radius", radius)
+        p, eps = np.broadcast_arrays(p, eps)
+        e = eps.ravel() / self.sigma
+        return _shape_out(self._worst_case(self._prepared(d), p.ravel().copy(), e), p.shape)
+
+    def _worst_case(self, prep: _solve.Prepared, p: FloatArray, e: FloatArray) -> FloatArray:
+        out = np.zeros(p.shape)
+        zero_e = e == 0.0
+        idx0 = np.flatnonzero(zero_e)
+        if idx0.size:
+            out[idx0] = _solve.knapsack_lower(prep, p[idx0])
+        one = p == 1.0
+        out[one & ~zero_e] = max(0.0, np.nextafter(1.0 - prep.a_inf * (1.0 + _solve.ETA), -np.inf))
+        live = ~zero_e & ~one & (p * (1.0 - _solve.ETA) - prep.slack > prep.c0)
+        for upper in (False, True):
+            idx = np.flatnonzero(live & ((p > 0.5) == upper))
+            if idx.size == 0:
+                continue
+            j = _solve.anchors(prep, p[idx])
+            t, ok = _solve.solve_level(prep, p[idx], upper, e[idx], j)
+            val = _solve.attacked_lower(prep, t, e[idx], j)
+            out[idx] = np.where(ok, val, 0.0)
+        return out
+
+    # -- radius ------------------------------------------------------------------------------------------
+
+    def certified_radius(self, p_a: ArrayLike, budget: int, tau: float = 0.5) -> Any:
+        """r*(d) of THEORY 4: the largest l2 radius certified against ``budget`` changed tokens at ``tau``.
+
+        0.0 when not certified even at eps = 0; +inf when p_a = 1 and no token change is visible with
+        certainty. Never above the exact radius, and within 1e-9 of it.
+        """
+        p = check_probability("p_a", p_a)
+        d = check_budget("budget", budget)
+        t = check_threshold("tau", tau)
+        r = self._radius(self._prepared(d), p.ravel(), t, None)
+        return _shape_out(r, p.shape)
+
+    def _radius(
+        self, prep: _solve.Prepared, p: FloatArray, tau: float, e_cap: FloatArray | None
+    ) -> FloatArray:
+        out = np.zeros(p.shape)
+        certified0 = (p >= tau) & (_solve.knapsack_lower(prep, p) >= tau)
+        one = certified0 & (p == 1.0)
+        out[one] = np.inf
+        live = certified0 & ~one
+        idx = np.flatnonzero(live)
+        if idx.size == 0:
+            return out
+        pl = p[idx]
+        # r*(d) <= r*(0), Cohen's radius: an upper end for the search (widened past float error)
+        e_cohen = _probit(pl) - float(_probit(np.array([tau]))[0])
+        e_hi = e_cohen * (1.0 + 1e-9) + 1e-9
+        e0 = e_hi * 0.999 if e_cap is None else np.minimum(e_cap[idx], e_hi * 0.999)
+        e = _solve.solve_radius(prep, pl, tau, e_hi, e0)
+        out[idx] = _round_down(e * self.sigma)
+        return out
+
+    # -- budget -----------------------------------------------------------------------------------------
+
+    def certified_budget(
+        self, p_a: ArrayLike, radius: ArrayLike, tau: float = 0.5, max_budget: int | None = None
+    ) -> Any:
+        """The largest d certified at image radius ``radius`` (every d' <= d), -1 when not even d = 0.
+
+        Stops at ``max_budget`` (default: at the first uncertified d, or at MAX_AUTO_BUDGET). A kernel that
+        hides token changes completely needs an explicit ``max_budget``.
+        """
+        p = check_probability("p_a", p_a)
+        eps = check_nonnegative_array("radius", radius)
+        t = check_threshold("tau", tau)
+        cap = self._budget_cap(max_budget)
+        p, eps = np.broadcast_arrays(p, eps)
+        pf, e = p.ravel(), eps.ravel() / self.sigma
+        best = np.full(pf.shape, -1, dtype=np.int64)
+        active = np.ones(pf.shape, dtype=bool)
+        for d in range(cap + 1):
+            idx = np.flatnonzero(active)
+            if idx.size == 0:
+                break
+            wc = self._worst_case(self._prepared(d), pf[idx].copy(), e[idx])
+            ok = wc >= t
+            best[idx[ok]] = d
+            active[idx[~ok]] = False
+        if pf.shape == p.shape and p.shape == ():
+            return int(best[0])
+        return best.reshape(p.shape)
+
+    def _budget_cap(self, max_budget: int | None) -> int:
+        if max_budget is not None:
+            return check_budget("max_budget", max_budget)
+        if not self.token_kernel.informative:
+            raise ValueError(
+                f"the {self.kernel} kernel with beta={self.beta} and vocab_size={self.vocab_size} hides token "
+                "changes completely, so every budget is certified: pass max_budget"
+            )
+        return MAX_AUTO_BUDGET
+
+    # -- frontier ---------------------------------------------------------------------------------------
+
+    def frontier_radii(
+        self, p_a: ArrayLike, tau: float = 0.5, max_budget: int | None = None
+    ) -> tuple[FloatArray, NDArray[np.bool_]]:
+        """Radii r*(d) for d = 0..D as an array of shape ``p_a.shape + (D + 1,)``, with a mask of the budgets
+        certified at eps = 0. D is ``max_budget``, or the last budget certified for some input.
+        r*(d) is the minimum over d' <= d (THEORY 4: certified at (d, eps) needs every d' <= d).
+        """
+        p = check_probability("p_a", p_a)
+        t = check_threshold("tau", tau)
+        cap = self._budget_cap(max_budget)
+        pf = p.ravel()
+        radii: list[FloatArray] = []
+        masks: list[NDArray[np.bool_]] = []
+        active = pf >= t
+        prev = np.full(pf.shape, np.inf)
+        for d in range(cap + 1):
+            if not active.any() and max_budget is None:
+                break
+            r = np.zeros(pf.shape)
+            cert = np.zeros(pf.shape, dtype=bool)
+            idx = np.flatnonzero(active)
+            if idx.size:
+                prep = self._prepared(d)
+                cert_i = (_solve.knapsack_lower(prep, pf[idx]) >= t)
+                sub = idx[cert_i]
+                if sub.size:
+                    cap_e = prev[sub] / self.sigma
+                    r_sub = self._radius(prep, pf[sub], t, cap_e)
+                    r[sub] = np.minimum(r_sub, prev[sub])
+                    cert[sub] = True
+                active[idx[~cert_i]] = False
+            radii.append(r)
+            masks.append(cert)
+            prev = np.where(cert, r, 0.0)
+        if not radii:
+            radii, masks = [np.zeros(pf.shape)], [np.zeros(pf.shape, dtype=bool)]
+        r_arr = np.stack(radii, axis=-1).reshape(p.shape + (len(radii),))
+        m_arr = np.stack(masks, axis=-1).reshape(p.shape + (len(masks),))
+        return r_arr, m_arr
+
+    def frontier(self, p_a: ArrayLike, tau: float = 0.5, max_budget: int | None = None) -> Any:
+        """The (d, eps) frontier: [(d, r*(d)) for d = 0, 1, ... while d is certified] (THEORY 4).
+
+        For an array ``p_a`` returns an object array of the same shape holding one such list per input.
+        """
+        p = check_probability("p_a", p_a)
+        radii, mask = self.frontier_radii(p, tau=tau, max_budget=max_budget)
+        flat_r = radii.reshape(-1, radii.shape[-1])
+        flat_m = mask.reshape(-1, mask.shape[-1])
+        lists = [
+            [(d, float(flat_r[i, d])) for d in range(flat_r.shape[1]) if flat_m[i, d]]
+            for i in range(flat_r.shape[0])
+        ]
+        if p.shape == ():
+            return lists[0]
+        out = np.empty(len(lists), dtype=object)
+        for i, item in enumerate(lists):
+            out[i] = item
+        return out.reshape(p.shape)
+
+    def describe(self) -> dict[str, Any]:
+        """The parameters a certificate is meaningless without (THEORY 6)."""
+        return {"kernel": self.kernel, "vocab_size": self.vocab_size, "beta": self.beta, "sigma": self.sigma}

@@ -1,0 +1,1 @@
+"""hybridcert.verifier (see ARCHITECTURE.md)."""
