@@ -166,12 +166,10 @@ class HybridNoise:
         p = check_probability("p_a", p_a)
         d = check_budget("budget", budget)
         t = check_threshold("tau", tau)
-        r = self._radius(self._prepared(d), p.ravel(), t, None)
+        r = self._radius(self._prepared(d), p.ravel(), t)
         return _shape_out(r, p.shape)
 
-    def _radius(
-        self, prep: _solve.Prepared, p: FloatArray, tau: float, e_cap: FloatArray | None
-    ) -> FloatArray:
+    def _radius(self, prep: _solve.Prepared, p: FloatArray, tau: float) -> FloatArray:
         out = np.zeros(p.shape)
         certified0 = (p >= tau) & (_solve.knapsack_lower(prep, p) >= tau)
         one = certified0 & (p == 1.0)
@@ -184,8 +182,7 @@ class HybridNoise:
         # r*(d) <= r*(0), Cohen's radius: an upper end for the search (widened past float error)
         e_cohen = _probit(pl) - float(_probit(np.array([tau]))[0])
         e_hi = e_cohen * (1.0 + 1e-9) + 1e-9
-        e0 = e_hi * 0.999 if e_cap is None else np.minimum(e_cap[idx], e_hi * 0.999)
-        e = _solve.solve_radius(prep, pl, tau, e_hi, e0)
+        e = _solve.solve_radius(prep, pl, tau, e_hi, e_hi * 0.999)
         out[idx] = _round_down(e * self.sigma)
         return out
 
@@ -215,7 +212,7 @@ class HybridNoise:
             ok = wc >= t
             best[idx[ok]] = d
             active[idx[~ok]] = False
-        if pf.shape == p.shape and p.shape == ():
+        if p.ndim == 0:
             return int(best[0])
         return best.reshape(p.shape)
 
@@ -257,8 +254,7 @@ class HybridNoise:
                 cert_i = (_solve.knapsack_lower(prep, pf[idx]) >= t)
                 sub = idx[cert_i]
                 if sub.size:
-                    cap_e = prev[sub] / self.sigma
-                    r_sub = self._radius(prep, pf[sub], t, cap_e)
+                    r_sub = self._radius(prep, pf[sub], t)
                     r[sub] = np.minimum(r_sub, prev[sub])
                     cert[sub] = True
                 active[idx[~cert_i]] = False

@@ -1,0 +1,195 @@
+"""The ``hybridcert`` command: a thin Typer layer over the package (no logic of its own).
+
+Exit codes: 0 pass, 1 a check or gate failed, 2 usage or input error, >= 3 internal error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hybridcert import __version__
+
+app = typer.Typer(
+    name="hybridcert",
+    help="Certificates for hybrid (token + image) randomized smoothing: compute, verify, audit, report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print one line on stderr and exit with ``code``."""
+    err.print(f"error: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn ValueError (bad input) into one line and exit code 2; anything unexpected into exit code 3."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    except KeyboardInterrupt:
+        fail("interrupted", EXIT_INTERNAL)
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+        fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL)
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def json_number(x: float) -> float | str:
+    """Finite floats as numbers; infinities as the strings "inf" / "-inf" (JSON has no infinity)."""
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return x
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        out.print(f"hybridcert {__version__}")
+        raise typer.Exit(0)
+
+
+# ------------------------------------------------------------------------------------------------------
+# certify (theory)
+# ------------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def certify(
+    p_a: Annotated[float | None, typer.Option("--p-a", help="Lower bound on the clean smoothed probability.")] = None,
+    kernel: Annotated[str, typer.Option(help="uniform-other | uniform-all | absorb")] = "uniform-other",
+    vocab: Annotated[int, typer.Option(help="Alphabet size V.")] = 30000,
+    beta: Annotated[float, typer.Option(help="Token noise level in (0, 1].")] = 0.25,
+    sigma: Annotated[float, typer.Option(help="Image noise standard deviation (> 0).")] = 1.0,
+    tau: Annotated[float, typer.Option(help="Decision threshold in (0, 1).")] = 0.5,
+    budget: Annotated[int | None, typer.Option(help="Token budget d: report r*(d).")] = None,
+    radius: Annotated[float | None, typer.Option(help="Image l2 radius: report the certified budget.")] = None,
+    max_budget: Annotated[int | None, typer.Option(help="Largest budget in the frontier.")] = None,
+    jsonl: Annotated[
+        Path | None, typer.Option("--jsonl", help="Many configurations, one JSON object per line.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Compute the joint certificate (THEORY 4) for one configuration from flags, or many from a JSONL file."""
+    from hybridcert.theory.batch import certify_config
+
+    with user_errors():
+        if jsonl is not None:
+            if p_a is not None:
+                fail("give either --jsonl or --p-a, not both")
+            configs = list(_read_jsonl(jsonl))
+        else:
+            if p_a is None:
+                fail("missing --p-a (or give --jsonl FILE)")
+            flags = {"p_a": p_a, "kernel": kernel, "vocab": vocab, "beta": beta, "sigma": sigma, "tau": tau,
+                     "budget": budget, "radius": radius, "max_budget": max_budget}
+            configs = [("", flags)]
+        results = []
+        for where, cfg in configs:
+            try:
+                results.append(certify_config(cfg))
+            except ValueError as exc:
+                raise ValueError(f"{where}{exc}") from exc
+    results = [_jsonable(r) for r in results]
+    if as_json:
+        print_json(results if jsonl is not None else results[0])
+        return
+    for res in results:
+        _print_certificate(res)
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+            if not isinstance(obj, dict):
+                raise ValueError(f"{path}:{number}: expected a JSON object")
+            yield f"{path}:{number}: ", obj
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float):
+        return json_number(obj)
+    return obj
+
+
+def _print_certificate(res: dict[str, Any]) -> None:
+    cfg = res["config"]
+    out.print(
+        f"[bold]{cfg['kernel']}[/] V={cfg['vocab']} beta={cfg['beta']} sigma={cfg['sigma']} "
+        f"tau={cfg['tau']} p_a={cfg['p_a']}"
+    )
+    if "worst_case" in res:
+        out.print(f"  worst case at d={cfg['budget']}, eps={cfg['radius']}: {res['worst_case']:.12g}")
+    if "certified_radius" in res:
+        out.print(f"  certified radius at d={cfg['budget']}: {res['certified_radius']}")
+    if "certified_budget" in res:
+        out.print(f"  certified budget at eps={cfg['radius']}: {res['certified_budget']}")
+    table = Table("budget d", "certified radius r*(d)", box=None, pad_edge=False)
+    for row in res["frontier"]:
+        table.add_row(str(row["budget"]), f"{row['radius']}")
+    if not res["frontier"]:
+        out.print("  not certified at d = 0, eps = 0")
+    else:
+        out.print(table)
+
+
+# ------------------------------------------------------------------------------------------------------
+# verify (verifier)
+# ------------------------------------------------------------------------------------------------------
+
+
+# ------------------------------------------------------------------------------------------------------
+# demo, audit (audits)
+# ------------------------------------------------------------------------------------------------------
+
+
+# ------------------------------------------------------------------------------------------------------
+# keys, report, verify-report (reports)
+# ------------------------------------------------------------------------------------------------------
+
+
+# ------------------------------------------------------------------------------------------------------
+# compare (regression gate)
+# ------------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script; usage errors exit with 2."""
+    try:
+        app(args=argv, standalone_mode=True)
+    except SystemExit as exc:
+        raise SystemExit(exc.code) from None
