@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 
@@ -56,7 +56,7 @@ def load_safetensors_module(
         )
     try:
         state = load_file(str(weights))
-    except (SafetensorsError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"{weights} is not a valid safetensors file: {exc}") from exc
     module = import_class(class_path)(**(init_kwargs or {}))
     try:
@@ -102,7 +102,9 @@ class ModuleFilter:
         with torch.autocast(self.device.type, enabled=self.amp):
             out = self.module(tokens, images)
         if out.ndim == 2:
-            return out.argmax(dim=1) == self.target_index
+            decision: torch.Tensor = out.argmax(dim=1) == self.target_index
+            return decision
         if out.ndim == 1:
-            return out > 0
+            positive: torch.Tensor = out > 0
+            return positive
         raise ValueError(f"filter output must have shape [B, K] or [B], got {tuple(out.shape)}")
