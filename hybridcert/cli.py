@@ -181,6 +181,112 @@ def _print_certificate(res: dict[str, Any]) -> None:
 # keys, report, verify-report (reports)
 # ------------------------------------------------------------------------------------------------------
 
+keys_app = typer.Typer(help="Signing identities for reports (Ed25519 for DSSE, P-256 X.509 for PAdES).",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("init")
+def keys_init(
+    out_dir: Annotated[Path, typer.Option("--out", help="New folder for the identity (must be empty or absent).")],
+    name: Annotated[str, typer.Option(help="Signer's name (certificate CN).")],
+    role: Annotated[str, typer.Option(help="Signer's role (certificate title).")],
+    org: Annotated[str, typer.Option(help="Signer's organisation (certificate O).")],
+    ca_cert: Annotated[Path | None, typer.Option("--ca-cert", help="Issue both certificates from this CA.")] = None,
+    ca_key: Annotated[Path | None, typer.Option("--ca-key", help="The CA's private key (PEM, unencrypted).")] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Label it DEMO IDENTITY - NOT FOR COMPLIANCE USE.")] = False,
+    days: Annotated[int, typer.Option(help="Certificate validity in days.")] = 365,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Create a signing identity: private keys (0600) and certificates; give trust-anchor.crt to verifiers."""
+    from hybridcert.reports.keys import ANCHOR, fingerprint, init_identity
+
+    with user_errors():
+        ident = init_identity(out_dir, name, role, org, ca_cert=ca_cert, ca_key=ca_key, demo=demo, days=days)
+        info = {
+            "folder": str(out_dir), "name": ident.name, "role": ident.role, "organisation": ident.organisation,
+            "demo": ident.demo, "trust_anchor": str(out_dir / ANCHOR),
+            "trust_anchor_sha256": fingerprint(ident.trust_anchor()),
+            "dsse_keyid": "sha256:" + fingerprint(ident.dsse_certificate()),
+        }
+    if as_json:
+        print_json(info)
+        return
+    out.print(f"identity written to {out_dir} (private keys 0600: keep them out of audit folders)", markup=False)
+    out.print(f"  signer: {ident.name}, {ident.role}, {ident.organisation}", markup=False)
+    out.print(f"  trust anchor for verifiers: {info['trust_anchor']} (sha256 {info['trust_anchor_sha256']})",
+              markup=False)
+
+
+@app.command()
+def report(
+    audit_dir: Annotated[Path, typer.Argument(help="Audit folder holding results.json.")],
+    identity: Annotated[Path | None, typer.Option("--identity", help="Identity folder from `keys init`.")] = None,
+    key: Annotated[Path | None, typer.Option("--key", help="Ed25519 private key (DSSE), PEM.")] = None,
+    cert: Annotated[Path | None, typer.Option("--cert", help="Certificate of --key.")] = None,
+    pades_key: Annotated[Path | None, typer.Option("--pades-key", help="PDF signing key (P-256/RSA), PEM.")] = None,
+    pades_cert: Annotated[Path | None, typer.Option("--pades-cert", help="Certificate of --pades-key.")] = None,
+    chain: Annotated[Path | None, typer.Option("--chain", help="Issuing CA certificate(s), PEM.")] = None,
+    criteria: Annotated[
+        Path | None, typer.Option("--criteria", help="Acceptance criteria JSON (default: results.json's).")
+    ] = None,
+    tsa_url: Annotated[str | None, typer.Option("--tsa-url", help="RFC 3161 time-stamping authority URL.")] = None,
+    gate: Annotated[bool, typer.Option("--gate", help="Exit 1 when an acceptance criterion fails.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Render report.html and report.pdf from results.json and sign them (PAdES and a DSSE envelope)."""
+    from hybridcert.reports.keys import identity_from_files, load_identity
+    from hybridcert.reports.publish import render_and_sign
+
+    with user_errors():
+        explicit = [key, cert, pades_key, pades_cert]
+        if identity is not None:
+            if any(p is not None for p in explicit):
+                fail("give either --identity or --key/--cert/--pades-key/--pades-cert, not both")
+            ident = load_identity(identity)
+        elif all(p is not None for p in explicit):
+            assert key and cert and pades_key and pades_cert
+            ident = identity_from_files(key, cert, pades_key, pades_cert, chain)
+        else:
+            fail("missing signing identity: give --identity DIR, or --key, --cert, --pades-key and --pades-cert")
+        err.print(f"rendering and signing {audit_dir} ...", markup=False)
+        signed = render_and_sign(audit_dir, ident, criteria=criteria, tsa_url=tsa_url)
+    verdict = signed.acceptance.overall
+    if as_json:
+        print_json({"report_id": signed.report_id, "acceptance": signed.acceptance.as_json(),
+                    "files": {k: str(v) for k, v in signed.files.items()}})
+    else:
+        out.print(f"report {signed.report_id}: acceptance {verdict}", markup=False)
+        for name, path in signed.files.items():
+            out.print(f"  {name}: {path}", markup=False)
+    if gate and verdict == "FAIL":
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("verify-report")
+def verify_report_cmd(
+    audit_dir: Annotated[Path, typer.Argument(help="Signed audit folder.")],
+    trust: Annotated[Path, typer.Option("--trust", help="Trust anchor: the signer's self-signed or CA certificate.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Check every hash, the DSSE and PAdES signatures and the embedded results; exit 0 only when all hold."""
+    from hybridcert.reports.publish import verify_report
+
+    with user_errors():
+        if not audit_dir.is_dir():
+            raise FileNotFoundError(f"no audit folder at {audit_dir}")
+        checks = verify_report(audit_dir, trust)
+    ok = bool(checks) and all(c.ok for c in checks)
+    if as_json:
+        print_json({"ok": ok, "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]})
+    else:
+        for c in checks:
+            out.print(c.line(), markup=False)
+        failed = [c.name for c in checks if not c.ok]
+        out.print("all checks passed" if ok else f"FAILED: {', '.join(failed)}", markup=False)
+    raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)
+
+
 
 # ------------------------------------------------------------------------------------------------------
 # compare (regression gate)

@@ -1,0 +1,119 @@
+"""HTML reports from the Jinja2 templates in ``hybridcert/templates`` (autoescape on, StrictUndefined).
+
+The report is rendered from a validated :class:`~hybridcert.reports.bundle.Bundle` only; the renderer derives
+rates and intervals deterministically (``summary``) and never recomputes a certificate. Other reports (the
+verifier's) reuse :func:`environment` and extend ``report-base.html.j2``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from hybridcert import __version__
+from hybridcert.reports import plots
+from hybridcert.reports.bundle import Bundle
+from hybridcert.reports.summary import AcceptanceResult, radius_matrix, rate_cell, table_budgets, table_radii
+
+REPORT_TEMPLATE = "report.html.j2"
+SELF_ASSERTED = "self-asserted"
+
+
+@dataclass(frozen=True)
+class SigningInfo:
+    """What section 11 states about the signature (known before signing; the signature itself is separate)."""
+
+    name: str
+    role: str
+    organisation: str
+    demo: bool
+    signed_at: str
+    timestamp_source: str
+    dsse_keyid: str
+    dsse_certificate_sha256: str
+    pades_certificate_sha256: str
+    trust_anchor_sha256: str
+    trust_anchor_subject: str
+
+
+@cache
+def environment() -> Environment:
+    """The shared Jinja2 environment: package templates, autoescape on, undefined names are errors."""
+    env = Environment(
+        loader=PackageLoader("hybridcert", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["down"] = plots.fmt_down
+    env.filters["pct"] = lambda x, digits=1: f"{100 * x:.{digits}f}%"
+    env.filters["g"] = lambda x: "null" if x is None else f"{x:.6g}"
+    return env
+
+
+def render(template: str, context: dict[str, Any]) -> str:
+    """Render one package template with ``context``."""
+    return environment().get_template(template).render(**context)
+
+
+def build_context(bundle: Bundle, acceptance: AcceptanceResult, signing: SigningInfo | None) -> dict[str, Any]:
+    """Everything report.html.j2 shows, taken from the bundle (and derived from it deterministically)."""
+    res = bundle.results
+    radii = radius_matrix(bundle)
+    crit = acceptance.verdicts
+    budgets = table_budgets(res.max_budget(), [v.criterion.budget for v in crit])
+    grid = table_radii(res.config.noise.sigma, [v.criterion.radius for v in crit])
+    rate_table = [[rate_cell(radii, d, eps) for eps in grid] for d in budgets]
+    n = len(res.inputs)
+    p_lower = np.array([r.p_a_lower for r in res.inputs])
+    thresholds = np.array([r.threshold for r in res.inputs])
+    correct = sum(r.correct for r in res.inputs)
+    abstain = sum(r.decision == "abstain" for r in res.inputs)
+    radius_col0 = radii[:, 0]
+    certified_any = int(np.count_nonzero(radius_col0 >= 0))
+    alpha = res.config.alpha
+    return {
+        "title": f"Robustness certification report {bundle.report_id}",
+        "report_id": bundle.report_id,
+        "generator": f"hybridcert {__version__}",
+        "r": res,
+        "raw_config_json": json.dumps(bundle.raw["config"], indent=2, sort_keys=True, allow_nan=False),
+        "results_sha256": bundle.file_sha256,
+        "results_canonical_sha256": bundle.canonical_sha256,
+        "n": n,
+        "correct": correct,
+        "clean_cell": rate_cell(np.where(np.array([r.correct for r in res.inputs]), 0.0, -1.0)[:, None], 0, 0.0),
+        "abstain": abstain,
+        "certified_d0": certified_any,
+        "samples_used": sum(r.counts.n0 + r.counts.n for r in res.inputs),
+        "seconds_total": sum(r.seconds or 0.0 for r in res.inputs),
+        "budgets": budgets,
+        "all_budgets_shown": len(budgets) == res.max_budget() + 1,
+        "radii_grid": grid,
+        "rate_table": rate_table,
+        "acceptance": acceptance,
+        "alpha": alpha,
+        "union_confidence": max(0.0, 1.0 - n * alpha),
+        "expected_wrong": n * alpha,
+        "plot_rate": Markup(plots.certified_rate_plot(radii, budgets)),
+        "plot_frontier": Markup(plots.frontier_heatmap(radii, budgets)),
+        "plot_pa": Markup(plots.p_lower_histogram(p_lower, thresholds)),
+        "sides": sorted({r.side for r in res.inputs}),
+        "signing": signing,
+        "demo": bool(signing and signing.demo),
+        "change_history": res.change_history,
+        "extra_aggregates": {k: v for k, v in bundle.raw.get("aggregates", {}).items()},
+    }
+
+
+def render_report(bundle: Bundle, acceptance: AcceptanceResult, signing: SigningInfo | None) -> str:
+    """The compliance report as one self-contained HTML document (inline CSS and SVG, no scripts)."""
+    return render(REPORT_TEMPLATE, build_context(bundle, acceptance, signing))

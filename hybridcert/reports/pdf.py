@@ -1,0 +1,129 @@
+"""PDF/A-3b from the report HTML (weasyprint) with results.json attached, PAdES signing and validation (pyHanko).
+
+Validation reads ``status.bottom_line`` (intact, valid, trusted) and also requires the signature to cover
+the whole file: an incremental update appended after signing keeps ``intact`` true but is rejected here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from hybridcert.reports.keys import Identity
+
+RESULTS_ATTACHMENT = "results.json"
+SIGNATURE_FIELD = "HybridcertSignature"
+
+
+def render_pdf(html: str, results_bytes: bytes, created: dt.datetime) -> bytes:
+    """PDF/A-3b of ``html`` with ``results_bytes`` attached as results.json (AFRelationship Data).
+
+    Byte-deterministic for the same inputs (dates come from ``created``, not the clock).
+    """
+    import weasyprint
+
+    logging.getLogger("weasyprint").setLevel(logging.ERROR)
+    logging.getLogger("fontTools").setLevel(logging.ERROR)
+    attachment = weasyprint.Attachment(
+        string=results_bytes, name=RESULTS_ATTACHMENT, description="results.json of this audit (machine-readable)",
+        created=created, modified=created, relationship="Data",
+    )
+    pdf: bytes = weasyprint.HTML(string=html, base_url=None).write_pdf(
+        pdf_variant="pdf/a-3b", attachments=[attachment], uncompressed_pdf=False,
+    )
+    return pdf
+
+
+def sign_pdf(pdf: bytes, identity: Identity, *, reason: str, tsa_url: str | None = None) -> bytes:
+    """Sign ``pdf`` PAdES (B-B, or B-T with a TSA) with the identity's P-256 key and certificate."""
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign import fields, signers, timestamps
+
+    chain = [str(p) for p in identity.chain]
+    signer = signers.SimpleSigner.load(str(identity.pades_key), str(identity.pades_cert), ca_chain_files=chain)
+    if signer is None:
+        raise ValueError(f"cannot load the PAdES key {identity.pades_key} with {identity.pades_cert}")
+    meta = signers.PdfSignatureMetadata(
+        field_name=SIGNATURE_FIELD, md_algorithm="sha256", subfilter=fields.SigSeedSubFilter.PADES,
+        reason=reason, name=identity.name,
+    )
+    timestamper = timestamps.HTTPTimeStamper(tsa_url) if tsa_url else None
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    out = signers.sign_pdf(writer, meta, signer=signer, timestamper=timestamper)
+    data: bytes = out.getvalue()
+    return data
+
+
+@dataclass(frozen=True)
+class PadesStatus:
+    ok: bool
+    detail: str
+    signer_sha256: str | None = None
+
+
+def validate_pdf(pdf: bytes, trust_roots: list[Any]) -> PadesStatus:
+    """Validate the PDF's single PAdES signature against ``trust_roots`` (asn1crypto certificates)."""
+    import hashlib
+
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation import validate_pdf_signature
+    from pyhanko.sign.validation.status import SignatureCoverageLevel
+    from pyhanko_certvalidator import ValidationContext
+
+    try:
+        reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+        sigs = reader.embedded_signatures
+    except Exception as exc:  # noqa: BLE001 - any parse failure is a failed check
+        return PadesStatus(False, f"cannot read the PDF ({type(exc).__name__}: {exc})")
+    if len(sigs) != 1:
+        return PadesStatus(False, f"expected one signature, found {len(sigs)}")
+    vc = ValidationContext(trust_roots=trust_roots, allow_fetching=False, revocation_mode="soft-fail")
+    quiet = logging.getLogger("pyhanko")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # pyHanko logs a traceback for an untrusted signer; we report it ourselves
+    try:
+        status = validate_pdf_signature(sigs[0], vc)
+    except Exception as exc:  # noqa: BLE001
+        return PadesStatus(False, f"validation error ({type(exc).__name__}: {exc})")
+    finally:
+        quiet.setLevel(level)
+    signer = hashlib.sha256(status.signing_cert.dump()).hexdigest() if status.signing_cert is not None else None
+    problems = []
+    if not status.intact:
+        problems.append("document digest does not match (modified after signing)")
+    if not status.valid:
+        problems.append("cryptographic signature invalid")
+    if not status.trusted:
+        problems.append("signer certificate does not chain to the trust anchor")
+    if status.coverage != SignatureCoverageLevel.ENTIRE_FILE:
+        problems.append(f"signature does not cover the whole file ({status.coverage.name}: content appended after signing)")
+    if not status.bottom_line:
+        problems.append("pyHanko bottom_line is False")
+    if problems:
+        return PadesStatus(False, "; ".join(dict.fromkeys(problems)), signer)
+    return PadesStatus(True, f"bottom_line=True, whole file covered, signed by {status.signing_cert.subject.human_friendly}",
+                       signer)
+
+
+def embedded_file(pdf: bytes, name: str = RESULTS_ATTACHMENT) -> bytes | None:
+    """The bytes of the embedded file ``name`` (from the PDF's EmbeddedFiles name tree), or None."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+    names = reader.root.get("/Names")
+    if names is None or "/EmbeddedFiles" not in names:
+        return None
+    tree = names["/EmbeddedFiles"]
+    entries = list(tree.get("/Names", []))
+    for kid in tree.get("/Kids", []):
+        entries.extend(kid.get_object().get("/Names", []))
+    for key, spec in zip(entries[::2], entries[1::2], strict=True):
+        spec = spec.get_object()
+        fname = str(spec.get("/UF", spec.get("/F", key)))
+        if fname == name:
+            data: bytes = spec["/EF"]["/F"].get_object().data
+            return data
+    return None

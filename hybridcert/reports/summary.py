@@ -1,0 +1,141 @@
+"""Dataset-level statistics derived deterministically from a validated bundle (REPORT.md 7, 8, 6).
+
+Nothing here recomputes a certificate: an input is certified at (d, eps) when its decision is correct and not
+abstain and its frontier (from results.json) has budget d with radius >= eps (docs/results-format.md,
+THEORY 4). Rates get a two-sided Clopper-Pearson interval from ``hybridcert.theory`` (THEORY 5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from hybridcert.reports.bundle import Bundle, Criterion, load_criteria
+from hybridcert.theory import clopper_pearson_lower, clopper_pearson_upper
+
+#: Confidence level of the dataset-level intervals (two-sided).
+RATE_CONFIDENCE = 0.95
+#: At most this many budgets get their own curve / table row (the rest are in results.json).
+MAX_BUDGET_ROWS = 9
+
+
+@dataclass(frozen=True)
+class RateCell:
+    """Certified rate at (budget, radius) with its two-sided Clopper-Pearson interval."""
+
+    budget: int
+    radius: float
+    certified: int
+    total: int
+    ci_low: float
+    ci_high: float
+
+    @property
+    def rate(self) -> float:
+        return self.certified / self.total
+
+
+@dataclass(frozen=True)
+class Verdict:
+    criterion: Criterion
+    cell: RateCell
+    value: float
+    passed: bool
+
+    @property
+    def label(self) -> str:
+        return "PASS" if self.passed else "FAIL"
+
+
+@dataclass(frozen=True)
+class AcceptanceResult:
+    source: str
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    @property
+    def overall(self) -> str:
+        if not self.verdicts:
+            return "NO CRITERIA"
+        return "PASS" if all(v.passed for v in self.verdicts) else "FAIL"
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "source": self.source,
+            "overall": self.overall,
+            "criteria": [
+                {
+                    **v.criterion.model_dump(exclude_none=True),
+                    "certified": v.cell.certified,
+                    "total": v.cell.total,
+                    "value": v.value,
+                    "verdict": v.label,
+                }
+                for v in self.verdicts
+            ],
+        }
+
+
+def radius_matrix(bundle: Bundle) -> NDArray[np.float64]:
+    """R[i, d] = certified radius of input i at budget d, -1 where not certified (+inf if infinite)."""
+    res = bundle.results
+    budgets = res.max_budget() + 1
+    return np.array([[rec.radius_at(d) for d in range(budgets)] for rec in res.inputs], dtype=float).reshape(
+        len(res.inputs), budgets
+    )
+
+
+def rate_cell(radii: NDArray[np.float64], budget: int, radius: float) -> RateCell:
+    """Certified count at (budget, radius) and its 95% two-sided Clopper-Pearson interval."""
+    total = radii.shape[0]
+    if budget >= radii.shape[1]:
+        certified = 0
+    else:
+        certified = int(np.count_nonzero(radii[:, budget] >= radius))
+    half = (1 - RATE_CONFIDENCE) / 2
+    lo = float(clopper_pearson_lower(certified, total, half))
+    hi = float(clopper_pearson_upper(certified, total, half))
+    return RateCell(budget=budget, radius=float(radius), certified=certified, total=total, ci_low=lo, ci_high=hi)
+
+
+def evaluate(criteria: list[Criterion], radii: NDArray[np.float64], source: str) -> AcceptanceResult:
+    """PASS when the chosen statistic (observed rate, or the interval's lower end) >= min_certified_rate."""
+    verdicts = []
+    for c in criteria:
+        cell = rate_cell(radii, c.budget, c.radius)
+        value = cell.rate if c.statistic == "observed" else cell.ci_low
+        verdicts.append(Verdict(criterion=c, cell=cell, value=value, passed=value >= c.min_certified_rate))
+    return AcceptanceResult(source=source, verdicts=verdicts)
+
+
+def acceptance(bundle: Bundle, criteria_file: Path | None = None) -> AcceptanceResult:
+    """Criteria from ``criteria_file`` if given, else from results.json's ``acceptance`` field, evaluated."""
+    radii = radius_matrix(bundle)
+    if criteria_file is not None:
+        data = Path(criteria_file).read_bytes()
+        criteria = load_criteria(Path(criteria_file))
+        digest = hashlib.sha256(data).hexdigest()
+        source = f"criteria file {Path(criteria_file).name} (sha256 {digest}), supplied when the report was made"
+        return evaluate(criteria, radii, source)
+    if bundle.results.acceptance:
+        return evaluate(bundle.results.acceptance, radii, "results.json 'acceptance' (recorded with the run)")
+    return AcceptanceResult(source="none given")
+
+
+def table_budgets(max_budget: int, extra: list[int] | None = None) -> list[int]:
+    """Budgets shown in tables and plots: all of 0..D when few, else an even subset (plus ``extra``)."""
+    if max_budget + 1 <= MAX_BUDGET_ROWS:
+        chosen = set(range(max_budget + 1))
+    else:
+        chosen = {int(round(x)) for x in np.linspace(0, max_budget, MAX_BUDGET_ROWS)}
+    chosen |= {b for b in (extra or []) if b <= max_budget}
+    return sorted(chosen)
+
+
+def table_radii(sigma: float, extra: list[float] | None = None) -> list[float]:
+    """Radii shown in the rate table: 0, sigma/4, ..., 2 sigma, plus the criteria's radii."""
+    base = [0.0] + [m * sigma for m in (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)]
+    return sorted(set(base) | set(extra or []))
