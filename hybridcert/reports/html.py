@@ -8,7 +8,9 @@ verifier's) reuse :func:`environment` and extend ``report-base.html.j2``.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from functools import cache
 from typing import Any
 
@@ -17,7 +19,6 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from hybridcert import __version__
-from hybridcert.reports import plots
 from hybridcert.reports.bundle import Bundle
 from hybridcert.reports.summary import AcceptanceResult, radius_matrix, rate_cell, table_budgets, table_radii
 
@@ -53,8 +54,10 @@ def environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters["down"] = plots.fmt_down
-    env.filters["pct"] = lambda x, digits=1: f"{100 * x:.{digits}f}%"
+    env.filters["down"] = fmt_down
+    env.filters["pct"] = fmt_pct
+    env.filters["pct_down"] = lambda x: fmt_pct(x, rounding=ROUND_FLOOR)
+    env.filters["pct_up"] = lambda x: fmt_pct(x, rounding=ROUND_CEILING)
     env.filters["g"] = lambda x: "null" if x is None else f"{x:.6g}"
     return env
 
@@ -66,6 +69,8 @@ def render(template: str, context: dict[str, Any]) -> str:
 
 def build_context(bundle: Bundle, acceptance: AcceptanceResult, signing: SigningInfo | None) -> dict[str, Any]:
     """Everything report.html.j2 shows, taken from the bundle (and derived from it deterministically)."""
+    from hybridcert.reports import plots  # matplotlib: only when rendering
+
     res = bundle.results
     radii = radius_matrix(bundle)
     crit = acceptance.verdicts
@@ -117,3 +122,15 @@ def build_context(bundle: Bundle, acceptance: AcceptanceResult, signing: Signing
 def render_report(bundle: Bundle, acceptance: AcceptanceResult, signing: SigningInfo | None) -> str:
     """The compliance report as one self-contained HTML document (inline CSS and SVG, no scripts)."""
     return render(REPORT_TEMPLATE, build_context(bundle, acceptance, signing))
+
+
+def fmt_down(x: float | None, digits: int = 4) -> str:
+    """Format a radius or probability truncated DOWN, exactly (the shown decimal never exceeds the stored float)."""
+    if x is None or math.isinf(x):
+        return "infinite" if x is None or x > 0 else "-infinite"
+    return str(Decimal(x).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_FLOOR))
+
+
+def fmt_pct(x: float, digits: int = 1, rounding: str = ROUND_HALF_EVEN) -> str:
+    """A fraction as a percentage; interval ends use ROUND_FLOOR / ROUND_CEILING so intervals only widen."""
+    return f"{(Decimal(x) * 100).quantize(Decimal(1).scaleb(-digits), rounding=rounding)}%"

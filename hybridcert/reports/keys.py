@@ -139,7 +139,7 @@ def _subject(name: str, role: str, org: str, suffix: str) -> x509.Name:
     ])
 
 
-def _hash_for(key: Any) -> hashes.HashAlgorithm | None:
+def _hash_for(key: Any) -> hashes.SHA256 | None:
     return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
 
 
@@ -195,6 +195,7 @@ def init_identity(
     now = now or dt.datetime.now(dt.UTC)
     issuer_cert: x509.Certificate | None = None
     issuer_key: Any = None
+    dsse_issuer_pub: Any
     if ca_cert is not None and ca_key is not None:
         issuer_cert = load_certificate(ca_cert)
         issuer_key = _load_private_key(ca_key)
@@ -252,7 +253,8 @@ def load_identity(folder: Path) -> Identity:
     folder = Path(folder)
     meta_path = folder / META
     if not meta_path.is_file():
-        raise FileNotFoundError(f"{folder} is not a signing identity (no {META}); create one with `hybridcert keys init`")
+        raise FileNotFoundError(f"{folder} is not a signing identity (no {META}); "
+                                "create one with `hybridcert keys init`")
     try:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as exc:

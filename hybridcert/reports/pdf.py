@@ -43,7 +43,9 @@ def sign_pdf(pdf: bytes, identity: Identity, *, reason: str, tsa_url: str | None
     from pyhanko.sign import fields, signers, timestamps
 
     chain = [str(p) for p in identity.chain]
-    signer = signers.SimpleSigner.load(str(identity.pades_key), str(identity.pades_cert), ca_chain_files=chain)
+    signer = signers.SimpleSigner.load(  # type: ignore[no-untyped-call]
+        str(identity.pades_key), str(identity.pades_cert), ca_chain_files=chain
+    )
     if signer is None:
         raise ValueError(f"cannot load the PAdES key {identity.pades_key} with {identity.pades_cert}")
     meta = signers.PdfSignatureMetadata(
@@ -99,13 +101,14 @@ def validate_pdf(pdf: bytes, trust_roots: list[Any]) -> PadesStatus:
     if not status.trusted:
         problems.append("signer certificate does not chain to the trust anchor")
     if status.coverage != SignatureCoverageLevel.ENTIRE_FILE:
-        problems.append(f"signature does not cover the whole file ({status.coverage.name}: content appended after signing)")
+        cov = status.coverage.name if status.coverage is not None else "unknown"
+        problems.append(f"signature does not cover the whole file ({cov}: content appended after signing)")
     if not status.bottom_line:
         problems.append("pyHanko bottom_line is False")
     if problems:
         return PadesStatus(False, "; ".join(dict.fromkeys(problems)), signer)
-    return PadesStatus(True, f"bottom_line=True, whole file covered, signed by {status.signing_cert.subject.human_friendly}",
-                       signer)
+    who = status.signing_cert.subject.human_friendly
+    return PadesStatus(True, f"bottom_line=True, whole file covered, signed by {who}", signer)
 
 
 def embedded_file(pdf: bytes, name: str = RESULTS_ATTACHMENT) -> bytes | None:

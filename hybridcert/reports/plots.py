@@ -6,8 +6,8 @@ Plots only draw numbers handed to them (derived from results.json in ``summary``
 from __future__ import annotations
 
 import io
-import math
 import re
+from typing import Any
 
 import matplotlib
 
@@ -15,9 +15,10 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 
-_RC = {
+_RC: Any = {
     "svg.hashsalt": "hybridcert",
     "svg.fonttype": "path",
     "font.family": "DejaVu Sans",
@@ -27,7 +28,7 @@ _RC = {
 }
 
 
-def _to_svg(fig: plt.Figure, prefix: str) -> str:
+def _to_svg(fig: Figure, prefix: str) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight")
     plt.close(fig)
@@ -92,7 +93,7 @@ def p_lower_histogram(p_lower: NDArray[np.float64], thresholds: NDArray[np.float
     """Distribution of p_a_lower, with the certification threshold(s) marked (THEORY 5)."""
     with plt.rc_context(_RC):
         fig, ax = plt.subplots(figsize=(6.4, 2.8))
-        ax.hist(p_lower, bins=np.linspace(0, 1, bins + 1), color="#3b6ea5", edgecolor="white")
+        ax.hist(p_lower, bins=[float(x) for x in np.linspace(0, 1, bins + 1)], color="#3b6ea5", edgecolor="white")
         for t in sorted(set(float(x) for x in thresholds)):
             ax.axvline(t, color="#b03a2e", ls="--", lw=1)
         ax.set_xlim(0, 1)
@@ -100,14 +101,3 @@ def p_lower_histogram(p_lower: NDArray[np.float64], thresholds: NDArray[np.float
         ax.set_ylabel("inputs")
         ax.text(0.01, 0.95, "dashed: threshold", transform=ax.transAxes, va="top", fontsize=8, color="#b03a2e")
         return _to_svg(fig, "plot-pa")
-
-
-def fmt_down(x: float | None, digits: int = 4) -> str:
-    """Format a radius or probability rounded DOWN (a displayed bound never exceeds the stored one)."""
-    if x is None or (isinstance(x, float) and math.isinf(x) and x > 0):
-        return "infinite"
-    scale = 10**digits
-    v = math.floor(x * scale) / scale
-    if v > x:  # float rounding of the product; step one unit down
-        v -= 1 / scale
-    return f"{v:.{digits}f}"

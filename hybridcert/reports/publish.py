@@ -201,7 +201,7 @@ def _chain_ok(leaf: x509.Certificate, others: list[x509.Certificate], anchors: l
                            allow_fetching=False, revocation_mode="soft-fail")
     validator = CertificateValidator(_asn1(leaf), validation_context=vc)
     try:
-        asyncio.run(validator.async_validate_usage({"digital_signature"}))
+        asyncio.run(validator.async_validate_usage({"digital_signature"}))  # type: ignore[no-untyped-call]
     except Exception as exc:  # noqa: BLE001 - any path-building or validation failure means "not trusted"
         return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
     return None
@@ -249,7 +249,8 @@ def verify_report(audit_dir: Path | str, trust_cert: Path | str) -> list[CheckRe
         keyid = state["keyid"]
         match = [c for c in certs if "sha256:" + fingerprint(c) == keyid]
         if not match:
-            raise ValueError(f"no certificate in {SIGNER_CERTS} has the envelope's key id {keyid} (swapped certificate?)")
+            raise ValueError(f"no certificate in {SIGNER_CERTS} has the envelope's key id {keyid} "
+                             "(swapped certificate?)")
         leaf = match[0]
         reason = _chain_ok(leaf, [c for c in certs if c is not leaf], anchors)
         if reason:

@@ -1,0 +1,112 @@
+"""The results bundle schema: what it accepts (the contract, extra fields) and what it rejects (clearly)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import rfc8785
+
+from hybridcert.reports.bundle import load_criteria, parse_results
+from hybridcert.theory import HybridNoise, clopper_pearson_lower
+from tests.reports.synthetic import make_results
+
+
+def _bytes(obj: object, **kw: object) -> bytes:
+    return json.dumps(obj, **kw).encode()  # type: ignore[arg-type]
+
+
+def test_synthetic_fixture_follows_the_contract() -> None:
+    raw = make_results()
+    b = parse_results(_bytes(raw))
+    assert len(b.results.inputs) == 30
+    noise = HybridNoise(**raw["config"]["noise"])
+    for rec in raw["inputs"][:8]:
+        p = clopper_pearson_lower(rec["counts"]["target"], rec["counts"]["n"], raw["config"]["alpha"])
+        assert rec["p_a_lower"] == float(p)
+        front = noise.frontier(rec["p_a_lower"], tau=rec["threshold"], max_budget=4)
+        assert [(f["budget"], f["radius"]) for f in rec["frontier"]] == front
+    decisions = {r["decision"] for r in raw["inputs"]}
+    assert decisions == {"flag", "no-flag", "abstain"}  # the fixture exercises every branch
+
+
+def test_unknown_fields_are_kept_and_canonical_bytes_ignore_formatting() -> None:
+    raw = make_results(n_inputs=6)
+    pretty = parse_results(_bytes(raw, indent=2))
+    compact = parse_results(_bytes(raw, separators=(",", ":")))
+    assert pretty.file_sha256 != compact.file_sha256
+    assert pretty.canonical == compact.canonical == rfc8785.dumps(raw)
+    assert pretty.report_id == compact.report_id
+    assert b"runner_extra" in pretty.canonical
+
+
+def test_seed_as_safe_integer_is_accepted_as_string() -> None:
+    raw = make_results(n_inputs=3)
+    raw["config"]["seed"] = 12345
+    assert parse_results(_bytes(raw)).results.config.seed == "12345"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda r: r["config"].__setitem__("seed", 2**64 - 1), "above 2^53"),
+        (lambda r: r["inputs"][0].__setitem__("seconds", 2**60), "inputs[0].seconds"),
+        (lambda r: r.__setitem__("schema", "hybridcert/results/v9"), "unsupported schema"),
+        (lambda r: r["config"].__setitem__("alpha", 1.5), "config.alpha"),
+        (lambda r: r["model"].__setitem__("sha256", "xyz"), "model.sha256"),
+        (lambda r: r["inputs"][0]["counts"].__setitem__("target", 5000), "exceeds counts.n"),
+        (lambda r: r["inputs"][0].__setitem__("correct", not r["inputs"][0]["correct"]), "correct="),
+        (lambda r: r["inputs"][0]["frontier"].__setitem__(0, {"budget": 1, "radius": 0.1}), "without gaps"),
+        (lambda r: r["inputs"][0]["frontier"].__setitem__(0, {"budget": 0, "radius": None}), "radius_infinite"),
+        (lambda r: r["inputs"][0].__setitem__("p_a_lower", 0.9999), "exceeds the Clopper-Pearson bound"),
+        (lambda r: r["inputs"][1].__setitem__("id", r["inputs"][0]["id"]), "more than once"),
+        (lambda r: r.__setitem__("created", "2026-11-25 16:00"), "created"),
+        (lambda r: r["aggregates"].__setitem__("n_inputs", 99), "aggregates.n_inputs"),
+    ],
+)
+def test_bad_results_are_clear_errors(mutate: object, message: str) -> None:
+    raw = copy.deepcopy(make_results(n_inputs=5))
+    mutate(raw)  # type: ignore[operator]
+    with pytest.raises(ValueError, match=message.replace("^", r"\^").replace(".", r"\.").replace("[", r"\[")):
+        parse_results(_bytes(raw))
+
+
+def test_nan_and_infinity_literals_are_rejected() -> None:
+    text = json.dumps(make_results(n_inputs=3))
+    bad = text.replace('"seconds": ', '"seconds": NaN, "x": ', 1)
+    with pytest.raises(ValueError, match="NaN is not allowed"):
+        parse_results(bad.encode())
+    with pytest.raises(ValueError, match="Infinity"):
+        parse_results(text.replace('"alpha": 0.001', '"alpha": Infinity').encode())
+    with pytest.raises(ValueError, match="not valid JSON"):
+        parse_results(b"{not json")
+
+
+def test_abstain_with_a_frontier_is_rejected() -> None:
+    raw = make_results(n_inputs=30)
+    i = next(k for k, r in enumerate(raw["inputs"]) if r["frontier"])
+    raw["inputs"][i]["decision"] = "abstain"
+    raw["inputs"][i]["correct"] = False
+    with pytest.raises(ValueError, match="abstain"):
+        parse_results(_bytes(raw))
+
+
+def test_infinite_radius_is_null_plus_flag() -> None:
+    raw = make_results(n_inputs=3)
+    rec = next(r for r in raw["inputs"] if r["frontier"])
+    rec["frontier"][0] = {"budget": 0, "radius": None, "radius_infinite": True}
+    b = parse_results(_bytes(raw))
+    got = next(r for r in b.results.inputs if r.id == rec["id"])
+    assert got.frontier[0].value == np.inf
+
+
+def test_criteria_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"acceptance": [{"budget": 0, "radius": 0.1, "min_certified_rate": 0.8}]}))
+    (c,) = load_criteria(path)
+    assert (c.budget, c.radius, c.min_certified_rate, c.statistic) == (0, 0.1, 0.8, "observed")
+    path.write_text(json.dumps([{"budget": 0, "radius": -1, "min_certified_rate": 0.8}]))
+    with pytest.raises(ValueError, match="criterion 0: radius"):
+        load_criteria(path)

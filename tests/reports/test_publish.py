@@ -1,0 +1,166 @@
+"""Signed audit folders: verify-report passes on a good folder and names what failed after each tampering."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hybridcert.reports import keys
+from hybridcert.reports.keys import Identity
+from hybridcert.reports.pdf import embedded_file, validate_pdf
+from hybridcert.reports.publish import (
+    ENVELOPE,
+    SIGNER_CERTS,
+    SignedReport,
+    _asn1,
+    render_and_sign,
+    verify_report,
+)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hybridcert", *args], capture_output=True, text=True, timeout=120)
+
+
+def failed(folder: Path, identity: Identity) -> set[str]:
+    anchor = folder.parent / "anchor.crt"
+    shutil.copy(identity.pades_cert, anchor)
+    return {c.name for c in verify_report(folder, anchor) if not c.ok}
+
+
+def flip(path: Path, at: float = 0.5) -> None:
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * at)] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_good_folder_verifies_via_cli(signed: SignedReport, identity: Identity) -> None:
+    anchor = identity.dsse_cert.parent / keys.ANCHOR
+    proc = cli("verify-report", str(signed.folder), "--trust", str(anchor))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert all(line.startswith("PASS") for line in lines[:-1]) and len(lines) >= 10
+    assert lines[-1] == "all checks passed"
+    for name in ("DSSE signature", "PAdES report.pdf", "sha256 report.pdf", "embedded results"):
+        assert any(name in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("results.json", {"sha256 results.json", "embedded results"}),
+        ("report.html", {"sha256 report.html"}),
+        ("report.pdf", {"sha256 report.pdf", "PAdES report.pdf"}),
+        (ENVELOPE, {"envelope"}),
+    ],
+)
+def test_flipped_byte_fails_and_is_named(signed_copy: Path, identity: Identity, target: str,
+                                          expected: set[str]) -> None:
+    flip(signed_copy / target)
+    bad = failed(signed_copy, identity)
+    assert expected <= bad or (target == ENVELOPE and bad & {"envelope", "DSSE signature"}), bad
+
+
+def test_flipped_payload_byte_in_envelope_fails_signature(signed_copy: Path, identity: Identity) -> None:
+    path = signed_copy / ENVELOPE
+    text = path.read_text()
+    start = text.index('"payload": "') + len('"payload": "') + 40
+    letter = text[start]
+    path.write_text(text[:start] + ("B" if letter != "B" else "C") + text[start + 1:])
+    assert "DSSE signature" in failed(signed_copy, identity)
+
+
+def test_flipped_byte_cli_exit_1(signed_copy: Path, identity: Identity) -> None:
+    flip(signed_copy / "report.html", 0.3)
+    proc = cli("verify-report", str(signed_copy), "--trust", str(identity.pades_cert))
+    assert proc.returncode == 1
+    assert "FAIL  sha256 report.html" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1].startswith("FAILED: ")
+
+
+def _append_incremental_update(pdf: bytes) -> bytes:
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+    w = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    info = w.root
+    info["/Lang"] = generic.TextStringObject("fr")
+    w.update_root()
+    buf = io.BytesIO()
+    w.write(buf)
+    return buf.getvalue()
+
+
+def test_incremental_update_is_rejected(signed_copy: Path, identity: Identity) -> None:
+    pdf_path = signed_copy / "report.pdf"
+    original = pdf_path.read_bytes()
+    updated = _append_incremental_update(original)
+    assert updated.startswith(original) and len(updated) > len(original)
+    status = validate_pdf(updated, [_asn1(identity.pades_certificate())])
+    assert not status.ok and "cover the whole file" in status.detail
+    assert validate_pdf(original, [_asn1(identity.pades_certificate())]).ok
+    pdf_path.write_bytes(updated)
+    assert {"PAdES report.pdf", "sha256 report.pdf"} <= failed(signed_copy, identity)
+
+
+def test_swapped_certificate_fails(signed_copy: Path, identity: Identity, other_identity: Identity) -> None:
+    # The signer certificates replaced by another identity's (same names, different keys).
+    shutil.copy(other_identity.dsse_cert, signed_copy / SIGNER_CERTS)
+    assert "DSSE signer certificate" in failed(signed_copy, identity)
+
+
+def test_wrong_trust_anchor_fails(signed: SignedReport, other_identity: Identity) -> None:
+    proc = cli("verify-report", str(signed.folder), "--trust", str(other_identity.pades_cert))
+    assert proc.returncode == 1
+    assert "FAIL  DSSE signer certificate" in proc.stdout and "FAIL  PAdES report.pdf" in proc.stdout
+
+
+def test_resigned_by_someone_else_fails(signed_copy: Path, identity: Identity, other_identity: Identity) -> None:
+    """A consistent folder re-signed with another key (e.g. after editing results) fails the original anchor."""
+    render_and_sign(signed_copy, other_identity)
+    assert not failed(signed_copy, other_identity)
+    assert {"DSSE signer certificate", "PAdES report.pdf"} <= failed(signed_copy, identity)
+
+
+def test_missing_file_fails(signed_copy: Path, identity: Identity) -> None:
+    (signed_copy / "report.html").unlink()
+    assert "sha256 report.html" in failed(signed_copy, identity)
+
+
+def test_no_private_key_in_any_artefact(signed: SignedReport, identity: Identity) -> None:
+    markers = keys.private_key_markers(identity)
+    assert len(markers) >= 5
+    markers += [m.hex().encode() for m in markers if len(m) <= 32]
+    for path in signed.folder.iterdir():
+        data = path.read_bytes()
+        assert b"PRIVATE KEY" not in data, path
+        for m in markers:
+            assert m not in data, (path, m[:16])
+    pdf = (signed.folder / "report.pdf").read_bytes()
+    assert embedded_file(pdf) == (signed.folder / "results.json").read_bytes()
+
+
+def test_report_cli_usage_errors(tmp_path: Path, signed: SignedReport, identity: Identity) -> None:
+    proc = cli("report", str(signed.folder))
+    assert proc.returncode == 2 and "missing signing identity" in proc.stderr
+    proc = cli("report", str(tmp_path), "--identity", str(identity.dsse_key.parent))
+    assert proc.returncode == 2 and "no results file" in proc.stderr and "Traceback" not in proc.stderr
+    (tmp_path / "results.json").write_text('{"schema": "hybridcert/results/v1", "tool": {}}')
+    proc = cli("report", str(tmp_path), "--identity", str(identity.dsse_key.parent))
+    assert proc.returncode == 2 and "tool.name" in proc.stderr
+    proc = cli("verify-report", str(tmp_path / "nope"), "--trust", str(identity.pades_cert))
+    assert proc.returncode == 2
+
+
+def test_keys_init_cli(tmp_path: Path) -> None:
+    proc = cli("keys", "init", "--out", str(tmp_path / "id"), "--name", "Ada", "--role", "QA", "--org", "Org", "--demo")
+    assert proc.returncode == 0, proc.stderr
+    ident = keys.load_identity(tmp_path / "id")
+    assert ident.demo and ident.name.startswith(keys.DEMO_NAME)
+    proc = cli("keys", "init", "--out", str(tmp_path / "id"), "--name", "Ada", "--role", "QA", "--org", "Org")
+    assert proc.returncode == 2 and "not empty" in proc.stderr
