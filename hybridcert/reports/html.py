@@ -23,6 +23,9 @@ from hybridcert.reports.bundle import Bundle
 from hybridcert.reports.summary import AcceptanceResult, radius_matrix, rate_cell, table_budgets, table_radii
 
 REPORT_TEMPLATE = "report.html.j2"
+#: The per-input table lists at most this many inputs (in results order); all of them are in results.json,
+#: which the PDF carries as an attachment. Keeps a 10^4-input report printable.
+MAX_INPUT_ROWS = 2000
 SELF_ASSERTED = "self-asserted"
 
 
@@ -115,6 +118,8 @@ def build_context(bundle: Bundle, acceptance: AcceptanceResult, signing: Signing
         "signing": signing,
         "demo": bool(signing and signing.demo),
         "change_history": res.change_history,
+        "inputs_shown": res.inputs[:MAX_INPUT_ROWS],
+        "inputs_omitted": max(0, n - MAX_INPUT_ROWS),
         "extra_aggregates": {k: v for k, v in bundle.raw.get("aggregates", {}).items()},
     }
 

@@ -53,7 +53,7 @@ def certified_rate_plot(radii: NDArray[np.float64], budgets: list[int]) -> str:
     n = radii.shape[0]
     xmax = _x_max(radii)
     with plt.rc_context(_RC):
-        fig, ax = plt.subplots(figsize=(6.4, 3.4))
+        fig, ax = plt.subplots(figsize=(6.4, 3.0))
         cmap = plt.get_cmap("viridis")
         for j, d in enumerate(budgets):
             col = radii[:, d]

@@ -6,6 +6,7 @@ every frontier comes from the real ``HybridNoise.frontier`` (THEORY 4, 5), exact
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import json
@@ -13,6 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from hybridcert.theory import HybridNoise, clopper_pearson_lower
 
@@ -114,3 +119,23 @@ def write_results(folder: Path, results: dict[str, Any] | None = None) -> Path:
     path = folder / "results.json"
     path.write_text(json.dumps(results if results is not None else make_results(), indent=2, allow_nan=False) + "\n")
     return path
+
+
+def make_ca(folder: Path) -> tuple[Path, Path]:
+    """A test root CA (P-384) in ``folder``: returns (ca.crt, ca.key)."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test Root CA")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(7).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    folder.mkdir()
+    (folder / "ca.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "ca.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                      serialization.NoEncryption()))
+    return folder / "ca.crt", folder / "ca.key"

@@ -2,38 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import stat
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from hybridcert.reports import keys
 from hybridcert.reports.publish import _chain_ok
-
-
-def make_ca(folder: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP384R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test Root CA")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(7).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    folder.mkdir()
-    (folder / "ca.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (folder / "ca.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                      serialization.NoEncryption()))
-    return folder / "ca.crt", folder / "ca.key"
+from tests.reports.synthetic import make_ca
 
 
 def test_self_signed_identity(tmp_path: Path) -> None:

@@ -19,11 +19,11 @@ from PIL import Image
 
 from hybridcert.reports.bundle import parse_results
 from hybridcert.reports.html import SigningInfo, environment, render, render_report
-from hybridcert.reports.keys import Identity
+from hybridcert.reports.keys import init_identity
 from hybridcert.reports.pdf import render_pdf
 from hybridcert.reports.publish import SignedReport, sign_html_report, verify_report
 from hybridcert.reports.summary import acceptance
-from tests.reports.synthetic import make_results
+from tests.reports.synthetic import make_ca, make_results
 
 SECTIONS = ["1. Identification", "2. System under test", "3. Scope and domain", "4. Threat model", "5. Method",
             "6. Acceptance criteria", "7. Results", "8. Statistical statement", "9. Limitations",
@@ -222,7 +222,10 @@ def test_infinite_radius_renders_as_infinite() -> None:
     assert not any(math.isnan(float(x)) for x in re.findall(r"\d+\.\d+", html)[:50])
 
 
-def test_other_reports_extend_the_base_and_sign_the_same_way(tmp_path: Path, identity: Identity) -> None:
+def test_other_reports_extend_the_base_and_sign_the_same_way(tmp_path: Path) -> None:
+    """The verifier's report path, here with a CA-issued identity: both leaves must chain to the CA root."""
+    ca_cert, ca_key = make_ca(tmp_path / "ca")
+    identity = init_identity(tmp_path / "id", "Vera Verifier", "Verifier", "Org", ca_cert=ca_cert, ca_key=ca_key)
     env = environment()
     tpl = env.from_string('{% extends "report-base.html.j2" %}{% block body %}<h1>{{ title }}</h1>'
                           "<p>all 12 checks passed</p>{% endblock %}")
@@ -232,9 +235,11 @@ def test_other_reports_extend_the_base_and_sign_the_same_way(tmp_path: Path, ide
     (tmp_path / "verification.json").write_text('{"ok": true}')
     sign_html_report(tmp_path, "verification.html", identity, extra_subjects=["verification.json"],
                      attach="verification.json")
-    checks = verify_report(tmp_path, identity.pades_cert)
+    checks = verify_report(tmp_path, ca_cert)
     assert all(c.ok for c in checks), [c.line() for c in checks if not c.ok]
+    stranger = init_identity(tmp_path / "stranger", "Vera Verifier", "Verifier", "Org")
+    assert not any(c.ok for c in verify_report(tmp_path, stranger.pades_cert) if c.name.startswith(("DSSE", "PAdES")))
     assert {"sha256 verification.html", "sha256 verification.pdf", "PAdES verification.pdf"} <= {c.name for c in checks}
     (tmp_path / "verification.json").write_text('{"ok": false}')
-    assert not all(c.ok for c in verify_report(tmp_path, identity.pades_cert))
+    assert not all(c.ok for c in verify_report(tmp_path, ca_cert))
     assert render("report-base.html.j2", {"title": "t", "generator": "g", "demo": True}).count("DEMO IDENTITY") == 1
