@@ -199,7 +199,8 @@ def test_cli_bad_input_is_one_line_exit_2(args: list[str], needle: str) -> None:
 
 def test_cli_jsonl_errors_name_the_line(tmp_path) -> None:
     f = tmp_path / "bad.jsonl"
-    f.write_text('{"p_a": 0.9, "vocab": 10, "beta": 0.5, "sigma": 0.5}\n{"p_a": 0.9, "vocab": 10, "beta": 2, "sigma": 1}\n')
+    good = '{"p_a": 0.9, "vocab": 10, "beta": 0.5, "sigma": 0.5}'
+    f.write_text(good + '\n{"p_a": 0.9, "vocab": 10, "beta": 2, "sigma": 1}\n')
     res = _cli("certify", "--jsonl", str(f))
     assert res.returncode == 2 and f"{f}:2: beta must lie in (0, 1]" in res.stderr
     f.write_text("{not json\n")
