@@ -232,11 +232,18 @@ def report(
     ] = None,
     tsa_url: Annotated[str | None, typer.Option("--tsa-url", help="RFC 3161 time-stamping authority URL.")] = None,
     gate: Annotated[bool, typer.Option("--gate", help="Exit 1 when an acceptance criterion fails.")] = False,
+    sign_html: Annotated[
+        str | None, typer.Option("--sign-html", help="Instead: sign this HTML report of DIR (e.g. verification.html).")
+    ] = None,
+    attach: Annotated[
+        list[str] | None, typer.Option("--attach", help="With --sign-html: files of DIR to sign along (first is "
+                                                         "embedded in the PDF).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Render report.html and report.pdf from results.json and sign them (PAdES and a DSSE envelope)."""
     from hybridcert.reports.keys import identity_from_files, load_identity
-    from hybridcert.reports.publish import render_and_sign
+    from hybridcert.reports.publish import render_and_sign, sign_html_report
 
     with user_errors():
         explicit = [key, cert, pades_key, pades_cert]
@@ -249,6 +256,20 @@ def report(
             ident = identity_from_files(key, cert, pades_key, pades_cert, chain)
         else:
             fail("missing signing identity: give --identity DIR, or --key, --cert, --pades-key and --pades-cert")
+        if ident.demo:
+            err.print("warning: signing with a DEMO identity (not for compliance use)", markup=False)
+        if sign_html is not None:
+            extra = list(attach or [])
+            for name in [sign_html, *extra]:
+                if Path(name).name != name or not (audit_dir / name).is_file():
+                    raise ValueError(f"{name!r} is not a file name inside {audit_dir}")
+            env_path = sign_html_report(audit_dir, sign_html, ident, tsa_url=tsa_url, extra_subjects=extra,
+                                        attach=extra[0] if extra else None)
+            if as_json:
+                print_json({"envelope": str(env_path), "pdf": str(audit_dir / Path(sign_html).with_suffix(".pdf"))})
+            else:
+                out.print(f"signed {sign_html}: {env_path}", markup=False)
+            return
         err.print(f"rendering and signing {audit_dir} ...", markup=False)
         signed = render_and_sign(audit_dir, ident, criteria=criteria, tsa_url=tsa_url)
     verdict = signed.acceptance.overall

@@ -18,8 +18,9 @@ RESULTS_ATTACHMENT = "results.json"
 SIGNATURE_FIELD = "HybridcertSignature"
 
 
-def render_pdf(html: str, results_bytes: bytes, created: dt.datetime) -> bytes:
-    """PDF/A-3b of ``html`` with ``results_bytes`` attached as results.json (AFRelationship Data).
+def render_pdf(html: str, results_bytes: bytes | None, created: dt.datetime,
+               attachment_name: str = RESULTS_ATTACHMENT) -> bytes:
+    """PDF/A-3b of ``html`` with ``results_bytes`` attached as ``attachment_name`` (AFRelationship Data).
 
     Byte-deterministic for the same inputs (dates come from ``created``, not the clock).
     """
@@ -27,12 +28,14 @@ def render_pdf(html: str, results_bytes: bytes, created: dt.datetime) -> bytes:
 
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
     logging.getLogger("fontTools").setLevel(logging.ERROR)
-    attachment = weasyprint.Attachment(
-        string=results_bytes, name=RESULTS_ATTACHMENT, description="results.json of this audit (machine-readable)",
-        created=created, modified=created, relationship="Data",
-    )
+    attachments = []
+    if results_bytes is not None:
+        attachments.append(weasyprint.Attachment(
+            string=results_bytes, name=attachment_name, description=f"{attachment_name} (machine-readable data)",
+            created=created, modified=created, relationship="Data",
+        ))
     pdf: bytes = weasyprint.HTML(string=html, base_url=None).write_pdf(
-        pdf_variant="pdf/a-3b", attachments=[attachment], uncompressed_pdf=False,
+        pdf_variant="pdf/a-3b", attachments=attachments, uncompressed_pdf=False,
     )
     return pdf
 

@@ -174,9 +174,9 @@ def sign_html_report(
     html = (folder / html_name).read_text(encoding="utf-8")
     when = signing_time or dt.datetime.now(dt.UTC)
     info = signing_info(ident, _utc(when), tsa_url)
-    attachment = (folder / attach).read_bytes() if attach else b"{}"
+    attachment = (folder / attach).read_bytes() if attach else None
     pdf_name = Path(html_name).with_suffix(".pdf").name
-    pdf = render_pdf(html, attachment, when)
+    pdf = render_pdf(html, attachment, when, attachment_name=attach or "")
     _write(folder / pdf_name, sign_pdf(pdf, ident, reason=f"hybridcert {html_name}", tsa_url=tsa_url))
     subjects = [html_name, pdf_name, *(extra_subjects or [])]
     return sign_folder(folder, subjects, ident, info, VERIFICATION_PREDICATE, {"report": html_name})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from hybridcert.reports.publish import (
     render_and_sign,
     verify_report,
 )
+from tests.reports.synthetic import make_results, write_results
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -154,6 +156,37 @@ def test_report_cli_usage_errors(tmp_path: Path, signed: SignedReport, identity:
     proc = cli("report", str(tmp_path), "--identity", str(identity.dsse_key.parent))
     assert proc.returncode == 2 and "tool.name" in proc.stderr
     proc = cli("verify-report", str(tmp_path / "nope"), "--trust", str(identity.pades_cert))
+    assert proc.returncode == 2
+
+
+def test_report_cli_with_explicit_key_files(tmp_path: Path, identity: Identity) -> None:
+    folder = tmp_path / "audit"
+    write_results(folder, make_results(n_inputs=6))
+    proc = cli("report", str(folder), "--key", str(identity.dsse_key), "--cert", str(identity.dsse_cert),
+               "--pades-key", str(identity.pades_key), "--pades-cert", str(identity.pades_cert), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["report_id"].startswith("HCR-")
+    proc = cli("verify-report", str(folder), "--trust", str(identity.pades_cert), "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["ok"] is True
+    # --gate: the 6-input fixture fails its criteria, so the gate exits 1 (after writing the report)
+    proc = cli("report", str(folder), "--identity", str(identity.dsse_key.parent), "--gate")
+    assert proc.returncode == 1 and "acceptance FAIL" in proc.stdout
+
+
+def test_sign_html_cli(tmp_path: Path, identity: Identity) -> None:
+    from hybridcert.reports.html import render
+
+    (tmp_path / "verification.html").write_text(render("report-base.html.j2", {"title": "Verification",
+                                                                                "generator": "g", "demo": False}))
+    (tmp_path / "verification.json").write_text('{"ok": true}')
+    proc = cli("report", str(tmp_path), "--identity", str(identity.dsse_key.parent), "--sign-html",
+               "verification.html", "--attach", "verification.json")
+    assert proc.returncode == 0, proc.stderr
+    assert embedded_file((tmp_path / "verification.pdf").read_bytes(), "verification.json") == b'{"ok": true}'
+    proc = cli("verify-report", str(tmp_path), "--trust", str(identity.pades_cert))
+    assert proc.returncode == 0, proc.stdout
+    assert "PASS  sha256 verification.json" in proc.stdout
+    proc = cli("report", str(tmp_path), "--identity", str(identity.dsse_key.parent), "--sign-html", "../x.html")
     assert proc.returncode == 2
 
 
