@@ -82,6 +82,14 @@ def _resolve_identity(identity: Identity | Path | str) -> Identity:
     return load_identity(Path(identity))
 
 
+def _refuse_keys_inside(folder: Path, identity: Identity) -> None:
+    """Private keys never travel with the artefacts: refuse an identity stored inside the output folder."""
+    root = folder.resolve()
+    for key in (identity.dsse_key, identity.pades_key):
+        if key.resolve().is_relative_to(root):
+            raise ValueError(f"the private key {key} is inside {folder}; keep signing identities out of audit folders")
+
+
 def signing_info(identity: Identity, signed_at: str, tsa_url: str | None) -> SigningInfo:
     dsse_cert = identity.dsse_certificate()
     anchor = identity.trust_anchor()
@@ -142,6 +150,7 @@ def render_and_sign(
     folder = Path(audit_dir)
     bundle = load_results(folder)
     ident = _resolve_identity(identity)
+    _refuse_keys_inside(folder, ident)
     acc = acceptance(bundle, criteria)
     signed_at = _utc(signing_time or dt.datetime.now(dt.UTC))
     info = signing_info(ident, signed_at, tsa_url)
@@ -171,6 +180,7 @@ def sign_html_report(
     """
     folder = Path(folder)
     ident = _resolve_identity(identity)
+    _refuse_keys_inside(folder, ident)
     html = (folder / html_name).read_text(encoding="utf-8")
     when = signing_time or dt.datetime.now(dt.UTC)
     info = signing_info(ident, _utc(when), tsa_url)

@@ -190,6 +190,14 @@ def test_sign_html_cli(tmp_path: Path, identity: Identity) -> None:
     assert proc.returncode == 2
 
 
+def test_identity_inside_the_audit_folder_is_refused(tmp_path: Path) -> None:
+    write_results(tmp_path, make_results(n_inputs=4))
+    ident = keys.init_identity(tmp_path / "identity", "Ada", "QA", "Org")
+    with pytest.raises(ValueError, match="keep signing identities out of audit folders"):
+        render_and_sign(tmp_path, ident)
+    assert not (tmp_path / "report.html").exists()
+
+
 def test_keys_init_cli(tmp_path: Path) -> None:
     proc = cli("keys", "init", "--out", str(tmp_path / "id"), "--name", "Ada", "--role", "QA", "--org", "Org", "--demo")
     assert proc.returncode == 0, proc.stderr
