@@ -111,7 +111,11 @@ def validate_pdf(pdf: bytes, trust_roots: list[Any]) -> PadesStatus:
     if problems:
         return PadesStatus(False, "; ".join(dict.fromkeys(problems)), signer)
     who = status.signing_cert.subject.human_friendly
-    return PadesStatus(True, f"bottom_line=True, whole file covered, signed by {who}", signer)
+    ts = status.timestamp_validity
+    when = (f"RFC 3161 timestamp {ts.timestamp:%Y-%m-%dT%H:%M:%SZ} (TSA trusted: {ts.trusted})" if ts is not None
+            else f"signing time {status.signer_reported_dt:%Y-%m-%dT%H:%M:%SZ} self-asserted"
+            if status.signer_reported_dt else "no signing time")
+    return PadesStatus(True, f"bottom_line=True, whole file covered, signed by {who}; {when}", signer)
 
 
 def embedded_file(pdf: bytes, name: str = RESULTS_ATTACHMENT) -> bytes | None:

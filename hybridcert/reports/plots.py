@@ -28,7 +28,7 @@ _RC: Any = {
 }
 
 
-def _to_svg(fig: Figure, prefix: str) -> str:
+def _to_svg(fig: Figure, prefix: str, label: str) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight")
     plt.close(fig)
@@ -38,7 +38,7 @@ def _to_svg(fig: Figure, prefix: str) -> str:
     svg = re.sub(r'id="([^"]+)"', lambda m: f'id="{prefix}-{m.group(1)}"', svg)
     svg = re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{prefix}-{m.group(1)})", svg)
     svg = re.sub(r'xlink:href="#([^"]+)"', lambda m: f'xlink:href="#{prefix}-{m.group(1)}"', svg)
-    svg = re.sub(r'<svg ', f'<svg role="img" aria-label="{prefix}" ', svg, count=1)
+    svg = re.sub(r"<svg ", f'<svg role="img" aria-label="{label}" ', svg, count=1)
     return svg
 
 
@@ -68,7 +68,7 @@ def certified_rate_plot(radii: NDArray[np.float64], budgets: list[int]) -> str:
         ax.set_ylabel("certified rate")
         ax.grid(alpha=0.3)
         ax.legend(title="token budget", fontsize=8, frameon=False, loc="upper right")
-        return _to_svg(fig, "plot-rate")
+        return _to_svg(fig, "plot-rate", "Certified rate against image radius, one curve per token budget")
 
 
 def frontier_heatmap(radii: NDArray[np.float64], budgets: list[int], columns: int = 60) -> str:
@@ -86,7 +86,7 @@ def frontier_heatmap(radii: NDArray[np.float64], budgets: list[int], columns: in
         ax.set_xlabel("image l2 radius eps")
         ax.set_ylabel("token budget d")
         fig.colorbar(mesh, ax=ax, label="certified rate", pad=0.02)
-        return _to_svg(fig, "plot-frontier")
+        return _to_svg(fig, "plot-frontier", "Heat map of the certified rate over token budget and image radius")
 
 
 def p_lower_histogram(p_lower: NDArray[np.float64], thresholds: NDArray[np.float64], bins: int = 20) -> str:
@@ -100,4 +100,4 @@ def p_lower_histogram(p_lower: NDArray[np.float64], thresholds: NDArray[np.float
         ax.set_xlabel("p_a_lower (Clopper-Pearson lower bound on the certified side)")
         ax.set_ylabel("inputs")
         ax.text(0.01, 0.95, "dashed: threshold", transform=ax.transAxes, va="top", fontsize=8, color="#b03a2e")
-        return _to_svg(fig, "plot-pa")
+        return _to_svg(fig, "plot-pa", "Histogram of p_a_lower over the inputs")

@@ -192,6 +192,19 @@ def sign_html_report(
     return sign_folder(folder, subjects, ident, info, VERIFICATION_PREDICATE, {"report": html_name})
 
 
+def demo_report(audit_dir: Path | str, identity_dir: Path | str) -> tuple[SignedReport, list[CheckResult]]:
+    """For ``hybridcert demo``: create a labelled throwaway identity in ``identity_dir`` (outside the audit
+    folder; reused if it exists), render and sign the audit folder, and verify it against that identity."""
+    from hybridcert.reports.keys import ANCHOR, META, demo_identity
+
+    identity_dir = Path(identity_dir)
+    ident = load_identity(identity_dir) if (identity_dir / META).is_file() else demo_identity(identity_dir)
+    if not ident.demo:
+        raise ValueError(f"{identity_dir} holds a real identity; the demo only signs with a demo identity")
+    signed = render_and_sign(audit_dir, ident)
+    return signed, verify_report(audit_dir, identity_dir / ANCHOR)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # verification
 # ---------------------------------------------------------------------------------------------------------

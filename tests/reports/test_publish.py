@@ -19,6 +19,7 @@ from hybridcert.reports.publish import (
     SIGNER_CERTS,
     SignedReport,
     _asn1,
+    demo_report,
     render_and_sign,
     verify_report,
 )
@@ -196,6 +197,16 @@ def test_identity_inside_the_audit_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="keep signing identities out of audit folders"):
         render_and_sign(tmp_path, ident)
     assert not (tmp_path / "report.html").exists()
+
+
+def test_demo_report_signs_and_verifies(tmp_path: Path, identity: Identity) -> None:
+    write_results(tmp_path / "demo-out", make_results(n_inputs=4))
+    signed, checks = demo_report(tmp_path / "demo-out", tmp_path / "demo-identity")
+    assert checks and all(c.ok for c in checks), [c.line() for c in checks if not c.ok]
+    assert "DEMO IDENTITY - NOT FOR COMPLIANCE USE" in (tmp_path / "demo-out" / "report.html").read_text()
+    assert any("DEMO IDENTITY" in c.detail for c in checks if c.name == "in-toto statement")
+    with pytest.raises(ValueError, match="real identity"):
+        demo_report(tmp_path / "demo-out", identity.dsse_key.parent)
 
 
 def test_keys_init_cli(tmp_path: Path) -> None:

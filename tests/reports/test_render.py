@@ -23,6 +23,7 @@ from hybridcert.reports.keys import init_identity
 from hybridcert.reports.pdf import render_pdf
 from hybridcert.reports.publish import SignedReport, sign_html_report, verify_report
 from hybridcert.reports.summary import acceptance
+from tests.conftest import CI_PROFILE
 from tests.reports.synthetic import make_ca, make_results
 
 SECTIONS = ["1. Identification", "2. System under test", "3. Scope and domain", "4. Threat model", "5. Method",
@@ -36,6 +37,8 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 def _need(tool: str) -> None:
     if shutil.which(tool) is None:
+        if CI_PROFILE:
+            pytest.fail(f"{tool} is not installed; .ci/run must install it")
         pytest.skip(f"{tool} is not installed (.ci/run installs it)")
 
 
@@ -83,7 +86,8 @@ def test_pdfsig_sees_a_valid_signature(signed: SignedReport) -> None:
 def _chromium(url: str, png: Path) -> tuple[str, int]:
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     if binary is None:
-        pytest.skip("chromium is not installed (.ci/run installs it)")
+        _need("chromium")
+    assert binary is not None
     with tempfile.TemporaryDirectory() as profile:
         proc = subprocess.run([binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={png}",
                                "--window-size=1280,2200", url], capture_output=True, text=True, timeout=90)
