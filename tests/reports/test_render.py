@@ -249,3 +249,27 @@ def test_other_reports_extend_the_base_and_sign_the_same_way(tmp_path: Path) -> 
     (out / "verification.json").write_text('{"ok": false}')
     assert not all(c.ok for c in verify_report(out, ca_cert))
     assert render("report-base.html.j2", {"title": "t", "generator": "g", "demo": True}).count("DEMO IDENTITY") == 1
+
+
+def _all_abstain(raw: dict) -> dict:  # type: ignore[type-arg]
+    for rec in raw["inputs"]:
+        rec.update(decision="abstain", correct=False, frontier=[])
+    return raw
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        _all_abstain,
+        lambda raw: {**raw, "inputs": raw["inputs"][:1], "aggregates": {**raw["aggregates"], "n_inputs": 1}},
+        lambda raw: {**raw, "config": {**raw["config"], "max_budget": None}, "acceptance": None},
+        lambda raw: {**raw, "config": {**raw["config"], "max_budget": 40}},
+    ],
+)
+def test_edge_cases_render(edit: object) -> None:
+    raw = edit(make_results(n_inputs=12))  # type: ignore[operator]
+    bundle = parse_results(json.dumps(raw).encode())
+    html = render_report(bundle, acceptance(bundle), None)
+    for heading in SECTIONS:
+        assert heading in html
+    assert html.count("<svg") == 3
