@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from hybridcert.cli import app
 from hybridcert.reports import keys
 from hybridcert.reports.keys import Identity
 from hybridcert.reports.pdf import embedded_file, validate_pdf
@@ -31,9 +33,18 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def failed(folder: Path, identity: Identity) -> set[str]:
+    """Run `hybridcert verify-report` (in-process, the real CLI code) and return the names of failed checks.
+
+    Asserts the exit code agrees: 0 when nothing failed, 1 otherwise.
+    """
     anchor = folder.parent / "anchor.crt"
     shutil.copy(identity.pades_cert, anchor)
-    return {c.name for c in verify_report(folder, anchor) if not c.ok}
+    result = CliRunner().invoke(app, ["verify-report", str(folder), "--trust", str(anchor)])
+    names = {line[6:].split(":", 1)[0] for line in result.stdout.splitlines() if line.startswith("FAIL  ")}
+    assert result.exit_code == (1 if names else 0), result.stdout
+    api = {c.name for c in verify_report(folder, anchor) if not c.ok}
+    assert names == api
+    return names
 
 
 def flip(path: Path, at: float = 0.5) -> None:
