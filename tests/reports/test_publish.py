@@ -28,8 +28,16 @@ from hybridcert.reports.publish import (
 from tests.reports.synthetic import make_results, write_results
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli_subprocess(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hybridcert", *args], capture_output=True, text=True, timeout=120)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI, in-process (saves the interpreter start-up of a subprocess per call)."""
+    result = CliRunner().invoke(app, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
 
 
 def failed(folder: Path, identity: Identity) -> set[str]:
@@ -55,7 +63,7 @@ def flip(path: Path, at: float = 0.5) -> None:
 
 def test_good_folder_verifies_via_cli(signed: SignedReport, identity: Identity) -> None:
     anchor = identity.dsse_cert.parent / keys.ANCHOR
-    proc = cli("verify-report", str(signed.folder), "--trust", str(anchor))
+    proc = cli_subprocess("verify-report", str(signed.folder), "--trust", str(anchor))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert all(line.startswith("PASS") for line in lines[:-1]) and len(lines) >= 10
