@@ -183,6 +183,7 @@ class LlavaGuardFilter:
                     local_files_only=True,
                     trust_remote_code=False,
                     use_safetensors=bool(safetensors),
+                    weights_only=True,
                     dtype=DTYPES[dtype],
                 )
             except (OSError, ValueError, KeyError) as exc:

@@ -22,6 +22,7 @@ Programs exported with a fixed batch size accept only that batch size: export wi
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,7 +69,8 @@ def load_torchscript(path: Path, allow_pickle: bool = False) -> torch.nn.Module:
     """``torch.jit.load`` onto the CPU, after the opt-in check (see the module docstring)."""
     path = Path(path)
     _check_program_file(path, "torchscript", allow_pickle)
-    with clear_errors(f"torch.jit.load({path.name})"):
+    with clear_errors(f"torch.jit.load({path.name})"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript; still supported
         module: torch.nn.Module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
     return module.eval()
 
@@ -126,8 +128,14 @@ class ProgramFilter:
     @torch.inference_mode()
     def __call__(self, tokens: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         check_inputs(tokens, images)
-        with autocast(self.device, self.amp), clear_errors(f"running {self.name}"):
-            out = self.module(tokens.to(self.device), images.to(self.device))
+        try:
+            with autocast(self.device, self.amp), clear_errors(f"running {self.name}"):
+                out = self.module(tokens.to(self.device), images.to(self.device))
+        except AssertionError as exc:  # torch.export's shape guards
+            raise ValueError(
+                f"running {self.name} failed: {exc}; a program exported with a fixed batch size takes only that "
+                "size (export with a dynamic batch dimension, torch.export.Dim)"
+            ) from exc
         if not isinstance(out, torch.Tensor):
             raise ValueError(f"{self.name} must return a tensor, got {type(out).__name__}")
         return decide(out, self.target_index)

@@ -1,12 +1,61 @@
-"""Builds, offline, a tiny randomly initialised LLaVA guard with a real tokenizer and a real processor.
+"""Test support for the filter adapters: tiny real modules, and a tiny LLaVA guard built offline.
 
-Nothing is downloaded: the tokenizer is a WordLevel vocabulary made with the ``tokenizers`` library, the image
-processor is transformers' CLIP image processor, the model a LLaVA (tiny CLIP vision tower + tiny Llama).
+Nothing is downloaded: the LLaVA tokenizer is a WordLevel vocabulary made with the ``tokenizers`` library, the
+image processor is transformers' CLIP image processor, the model a LLaVA (tiny CLIP vision tower + tiny Llama).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import torch
+
+
+class TinyFilterNet(torch.nn.Module):
+    """Token embedding + image pooling -> 2 logits. Records what it received (no re-tokenisation check)."""
+
+    def __init__(self, vocab: int = 50, hidden: int = 8, channels: int = 3) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab, hidden)
+        self.conv = torch.nn.Conv2d(channels, hidden, kernel_size=3, padding=1)
+        self.head = torch.nn.Linear(2 * hidden, 2)
+        self.last_tokens: torch.Tensor | None = None
+        self.last_dtype: torch.dtype | None = None
+
+    def forward(self, tokens: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        self.last_tokens = tokens.clone()
+        text = self.embed(tokens).mean(dim=1)
+        image = self.conv(images).mean(dim=(2, 3))
+        out = self.head(torch.cat([text, image.to(text.dtype)], dim=1))
+        self.last_dtype = out.dtype
+        return out
+
+
+class TinyScoreNet(torch.nn.Module):
+    """One score per sample (decision: score > 0)."""
+
+    def __init__(self, vocab: int = 50) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab, 1)
+        self.scale = torch.nn.Parameter(torch.tensor(3.0))
+
+    def forward(self, tokens: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        return self.embed(tokens).sum(dim=(1, 2)) + self.scale * (images.mean(dim=(1, 2, 3)) - 0.5)
+
+
+class ScriptableNet(torch.nn.Module):
+    """TinyFilterNet without the recording attributes, so TorchScript and torch.export accept it."""
+
+    def __init__(self, vocab: int = 50, hidden: int = 8) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab, hidden)
+        self.conv = torch.nn.Conv2d(3, hidden, kernel_size=3, padding=1)
+        self.head = torch.nn.Linear(2 * hidden, 2)
+
+    def forward(self, tokens: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        text = self.embed(tokens).mean(dim=1)
+        image = self.conv(images).mean(dim=(2, 3))
+        return self.head(torch.cat([text, image], dim=1))
 
 WORDS = [
     "<pad>", "<unk>", "<s>", "</s>", "<image>", "USER:", "ASSISTANT:", "Safe", "Unsafe", "safe", "unsafe", "Rate",
@@ -21,7 +70,6 @@ PROMPT = "USER: {image} Rate the image and text: {text} ASSISTANT: rating:"
 
 def build_tiny_llava(directory: Path, seed: int = 0, pickled: bool = False) -> Path:
     """Save a tiny LLaVA guard (model, tokenizer, processor) into ``directory`` and return it."""
-    import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (
         CLIPImageProcessor,
@@ -66,6 +114,12 @@ def build_tiny_llava(directory: Path, seed: int = 0, pickled: bool = False) -> P
     with torch.no_grad():
         model.lm_head.weight.mul_(20.0)
     directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory, safe_serialization=not pickled)
+    model.save_pretrained(directory)
     processor.save_pretrained(directory)
+    if pickled:  # the old transformers layout: a pickled state dict instead of safetensors
+        from safetensors.torch import load_file
+
+        state = load_file(str(directory / "model.safetensors"))
+        (directory / "model.safetensors").unlink()
+        torch.save(state, directory / "pytorch_model.bin")
     return directory
