@@ -87,7 +87,8 @@ def load_state_dict_file(weights: Path, allow_pickle: bool = False) -> dict[str,
         if not allow_pickle:
             raise PickleRefusedError(f"refusing weights {weights.name}: the file is {what}; {_PICKLE_WHY}")
         try:
-            obj = torch.load(weights, map_location="cpu", weights_only=True)
+            with weights.open("rb") as fh:  # a file object: torch.load must not dispatch on the file name
+                obj = torch.load(fh, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises UnpicklingError, RuntimeError, ... for bad or hostile files
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(f"cannot read {weights.name} with torch.load(weights_only=True): {first}") from exc
