@@ -68,7 +68,13 @@ CROP = IMAGE_SIZE
 PROMPT = "USER: {image} Rate the image and text: {text} ASSISTANT: rating:"
 
 
-def build_tiny_llava(directory: Path, seed: int = 0, pickled: bool = False) -> Path:
+CHAT_TEMPLATE = (
+    "{% for m in messages %}USER: {% for c in m['content'] %}{% if c['type'] == 'image' %}<image> "
+    "{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endfor %}{% if add_generation_prompt %} ASSISTANT:{% endif %}"
+)
+
+
+def build_tiny_llava(directory: Path, seed: int = 0, pickled: bool = False, chat_template: str | None = None) -> Path:
     """Save a tiny LLaVA guard (model, tokenizer, processor) into ``directory`` and return it."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (
@@ -94,7 +100,7 @@ def build_tiny_llava(directory: Path, seed: int = 0, pickled: bool = False) -> P
     )
     processor = LlavaProcessor(
         image_processor=image_processor, tokenizer=tokenizer, patch_size=PATCH_SIZE,
-        vision_feature_select_strategy="default", num_additional_image_tokens=1,
+        vision_feature_select_strategy="default", num_additional_image_tokens=1, chat_template=chat_template,
     )
     vision = CLIPVisionConfig(
         hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,

@@ -17,7 +17,7 @@ import torch
 
 from hybridcert.audits.adapters import PickleRefusedError, load_filter
 from hybridcert.audits.filters import PAD_TOKEN_ID, Filter
-from tests.audits.adapters_support import IMAGE_SIZE, PATCH_SIZE, PROMPT, WORDS, build_tiny_llava
+from tests.audits.adapters_support import CHAT_TEMPLATE, IMAGE_SIZE, PATCH_SIZE, PROMPT, WORDS, build_tiny_llava
 
 pytest.importorskip("transformers")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -226,3 +226,17 @@ def test_amp_gives_the_same_decisions_away_from_ties(guard_dir: Path, guard: Any
     assert half.dtype == torch.float32 and torch.isfinite(half).all()
     clear = full.abs() > 0.3
     assert torch.equal((half > 0)[clear], (full > 0)[clear])
+
+
+def test_chat_template_prompt_puts_the_text_in_the_user_turn(offline: None, tmp_path: Path, guard: Any) -> None:
+    chat = build_tiny_llava(tmp_path / "chat", chat_template=CHAT_TEMPLATE)
+    f = load_filter(
+        {"type": "llava", "path": str(chat), "policy": "Rate the image and text: {text}", "answer_prefix": " rating:"}
+    )
+    n = guard.n_image_tokens
+    assert f.prefix_ids == [ID["USER:"]] + [ID["<image>"]] * n + _ids("Rate the image and text:")
+    assert f.suffix_ids == _ids("ASSISTANT: rating:")
+    # Same prompt ids as the explicit PROMPT, same weights (same seed): same scores.
+    tokens = torch.tensor([_ids("how to make a cake")])
+    image = torch.rand(1, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(10))
+    assert torch.allclose(f.scores(tokens, image), guard.scores(tokens, image), atol=1e-5)

@@ -273,15 +273,18 @@ class LlavaGuardFilter:
             )
         if bool(((tokens < 0) & (tokens != PAD_TOKEN_ID)).any()):
             raise ValueError(f"negative token ids other than PAD_TOKEN_ID ({PAD_TOKEN_ID}) are not allowed")
-        prefix = torch.tensor(self.prefix_ids, dtype=torch.long)
-        suffix = torch.tensor(self.suffix_ids, dtype=torch.long)
-        rows = [torch.cat([prefix, row[row != PAD_TOKEN_ID].cpu(), suffix]) for row in tokens]
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for b, r in enumerate(rows):
-            ids[b, width - len(r):] = r
-            mask[b, width - len(r):] = 1
+        b = tokens.shape[0]
+        tokens = tokens.to(torch.long)
+        prefix = torch.tensor(self.prefix_ids, dtype=torch.long, device=tokens.device).expand(b, -1)
+        suffix = torch.tensor(self.suffix_ids, dtype=torch.long, device=tokens.device).expand(b, -1)
+        full = torch.cat([prefix, tokens, suffix], dim=1)
+        real = full != PAD_TOKEN_ID
+        # A stable sort on "is real" moves the absent positions to the left and keeps the real ones in order.
+        order = torch.argsort(real.to(torch.int8), dim=1, stable=True)
+        mask = real.gather(1, order).to(torch.long)
+        ids = torch.where(mask.bool(), full.gather(1, order), torch.full_like(full, self.pad_id))
+        keep = int(mask.sum(dim=1).max()) if b else 0
+        ids, mask = ids[:, full.shape[1] - keep:], mask[:, full.shape[1] - keep:]  # drop all-padding columns
         positions = (mask.cumsum(dim=1) - 1).clamp_min(0)
         return ids, mask, positions
 
