@@ -7,6 +7,7 @@ ids reach the model untouched (THEORY 7).
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -183,7 +184,7 @@ def test_pickled_weights_refused_unless_opted_in(offline: None, tmp_path: Path, 
     tokens = torch.tensor([_ids("hello world")])
     image = torch.rand(1, 3, IMAGE_SIZE, IMAGE_SIZE)
     assert torch.allclose(trusted.scores(tokens, image), guard.scores(tokens, image), atol=1e-5)
-    renamed = build_tiny_llava(tmp_path / "renamed", pickled=True)
+    renamed = Path(shutil.copytree(pickled, tmp_path / "renamed"))
     (renamed / "pytorch_model.bin").rename(renamed / "model.safetensors")
     with pytest.raises(PickleRefusedError, match="named .safetensors but its content is not"):
         LlavaGuardFilter.load(renamed, prompt=PROMPT, allow_pickle=True)
