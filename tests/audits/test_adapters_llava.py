@@ -160,6 +160,8 @@ def test_bad_text_ids_are_clear_errors(guard: Any) -> None:
         guard(torch.tensor([[len(WORDS)]]), image)
     with pytest.raises(ValueError, match="negative token ids"):
         guard(torch.tensor([[-7]]), image)
+    empty = guard(torch.zeros(0, 3, dtype=torch.long), torch.zeros(0, 3, IMAGE_SIZE, IMAGE_SIZE))
+    assert empty.shape == (0,) and empty.dtype == torch.bool
     with pytest.raises(ValueError, match="images must have shape"):
         guard(torch.tensor([[1]]), torch.rand(1, 4, IMAGE_SIZE, IMAGE_SIZE))
 
@@ -241,3 +243,24 @@ def test_chat_template_prompt_puts_the_text_in_the_user_turn(offline: None, tmp_
     tokens = torch.tensor([_ids("how to make a cake")])
     image = torch.rand(1, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(10))
     assert torch.allclose(f.scores(tokens, image), guard.scores(tokens, image), atol=1e-5)
+
+
+def test_spellings_with_a_sentencepiece_style_bpe_tokenizer() -> None:
+    """A BPE vocabulary with SentencePiece space markers that spells "Unsafe" as "Un" + "safe"."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from hybridcert.audits.adapters.llava import spelling_ids
+
+    chars = ["\u2581", '"', ":", "U", "n", "s", "a", "f", "e", "S", "r", "t", "i", "g"]
+    merges = [("U", "n"), ("s", "a"), ("sa", "f"), ("saf", "e"), ("S", "a"), ("Sa", "f"), ("Saf", "e"),
+              ("\u2581", "Un"), ("\u2581", "Safe"), ("\u2581", '"'), ("\u2581", "safe")]
+    vocab = {t: i for i, t in enumerate(["<unk>", *chars, *("".join(m) for m in merges)])}
+    core = Tokenizer(models.BPE(vocab, merges, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first")
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>")
+    assert tok.convert_ids_to_tokens(tok.encode('"Unsafe', add_special_tokens=False)) == ['\u2581"', "Un", "safe"]
+    safe = set(tok.convert_ids_to_tokens(spelling_ids(tok, ["Safe"], len(vocab), context='rating: "')))
+    unsafe = set(tok.convert_ids_to_tokens(spelling_ids(tok, ["Unsafe"], len(vocab), context='rating: "')))
+    assert safe == {"Safe", "\u2581Safe", "safe", "\u2581safe"}
+    assert unsafe == {"Un", "\u2581Un"}  # "Un" is the first token of "Unsafe" after a quote

@@ -16,8 +16,10 @@ What the filter computes for one sample (token ids ``t`` of the user's text, ima
 3. one forward pass with ``logits_to_keep=1``; decision "unsafe" (class 1) when
    ``logsumexp(logits[unsafe spellings]) > logsumexp(logits[safe spellings])``, computed in float32.
    Spellings: every vocabulary token that reads "safe" / "unsafe" in any case once the tokenizer's space
-   markers are stripped, plus the first token of each spelling as the tokenizer encodes it (with and without
-   a leading space). The two sets must be disjoint (ValueError otherwise).
+   markers are stripped, plus the first token of each spelling ("Unsafe", "unsafe"; with and without a
+   leading space) as the tokenizer encodes it right after the prompt's end, after a quote and alone: a
+   SentencePiece vocabulary may spell "Unsafe" as "Un" + "safe", and then "Un" is what the model emits first.
+   The two sets must be disjoint (ValueError otherwise).
 
 Loading: ``from_pretrained(..., local_files_only=True)`` from a directory (nothing is downloaded, no remote
 code). Weights must be safetensors; a directory with only pickled weights (``pytorch_model.bin``, ...) is
@@ -74,18 +76,27 @@ def _normalise_piece(piece: str) -> str:
     return piece.replace("\u2581", " ").replace("\u0120", " ").strip().lower()
 
 
-def spelling_ids(tokenizer: Any, words: Sequence[str], vocab_size: int) -> list[int]:
-    """Token ids that start a spelling of one of ``words`` (case-insensitive; see the module docstring)."""
+def spelling_ids(tokenizer: Any, words: Sequence[str], vocab_size: int, context: str = "") -> list[int]:
+    """Token ids that start a spelling of one of ``words`` (case-insensitive; see the module docstring).
+
+    ``context`` is the prompt text the answer follows (its end matters: after a quote a SentencePiece tokenizer
+    spells "Unsafe" as "Un" + "safe", after a space as "\u2581Un" + "safe"); the first token of each spelling
+    is taken after the context, after a space and at the start of a text.
+    """
     targets = {w.lower() for w in words}
     found = {i for piece, i in tokenizer.get_vocab().items() if _normalise_piece(piece) in targets}
-    variants = {v for w in words for v in (w, w.lower(), w.capitalize(), w.upper())}
-    for v in variants:
-        for text in (v, " " + v):
-            ids = tokenizer.encode(text, add_special_tokens=False)
-            pieces = [(i, _normalise_piece(tokenizer.convert_ids_to_tokens(i))) for i in ids]
-            pieces = [(i, p) for i, p in pieces if p]
-            if pieces and any(t.startswith(pieces[0][1]) for t in targets):
-                found.add(pieces[0][0])
+    variants = {v for w in words for v in (w, w.lower(), w.capitalize())}
+    for ctx in {"", " ", '"', context}:
+        ctx_ids = tokenizer.encode(ctx, add_special_tokens=False) if ctx else []
+        for v in variants:
+            for text in (v, " " + v):
+                ids = tokenizer.encode(ctx + text, add_special_tokens=False)
+                if ids[: len(ctx_ids)] != ctx_ids:
+                    continue  # the context merged with the answer: no clean first token here
+                pieces = [(i, _normalise_piece(tokenizer.convert_ids_to_tokens(i))) for i in ids[len(ctx_ids):]]
+                pieces = [(i, p) for i, p in pieces if p]
+                if pieces and any(t.startswith(pieces[0][1]) for t in targets):
+                    found.add(pieces[0][0])
     return sorted(i for i in found if 0 <= i < vocab_size)
 
 
@@ -130,8 +141,8 @@ class LlavaGuardFilter:
         )
         self._image_setup()
         self.prefix_ids, self.suffix_ids = self._prompt_ids(prompt, policy, answer_prefix)
-        self.safe_ids = spelling_ids(self.tokenizer, safe_words, self.vocab_size)
-        self.unsafe_ids = spelling_ids(self.tokenizer, unsafe_words, self.vocab_size)
+        self.safe_ids = spelling_ids(self.tokenizer, safe_words, self.vocab_size, self._suffix_text)
+        self.unsafe_ids = spelling_ids(self.tokenizer, unsafe_words, self.vocab_size, self._suffix_text)
         for label, ids, words in (("safe", self.safe_ids, safe_words), ("unsafe", self.unsafe_ids, unsafe_words)):
             if not ids:
                 raise ValueError(f"the tokenizer has no token spelling the {label} answer {list(words)}")
@@ -238,6 +249,7 @@ class LlavaGuardFilter:
         if prompt.count(TEXT_MARK) != 1:
             raise ValueError(f"prompt must contain {TEXT_MARK} exactly once, got {prompt!r}")
         prefix, suffix = prompt.split(TEXT_MARK)
+        self._suffix_text = suffix
         prefix_ids = list(self.tokenizer(prefix, add_special_tokens=True)["input_ids"])
         eos = self.tokenizer.eos_token_id
         eos_text = str(self.tokenizer.eos_token)
@@ -342,7 +354,7 @@ class LlavaGuardFilter:
     def scores(self, tokens: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """Margin logsumexp(unsafe logits) - logsumexp(safe logits) per sample, float32 [B] (> 0 is unsafe)."""
         check_inputs(tokens, images)
-        step = self.batch_size or tokens.shape[0]
+        step = self.batch_size or max(tokens.shape[0], 1)
         out = [self._scores(tokens[i:i + step], images[i:i + step]) for i in range(0, tokens.shape[0], step)]
         return torch.cat(out) if out else torch.zeros(0, device=self.device)
 
