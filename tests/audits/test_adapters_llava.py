@@ -104,6 +104,28 @@ def test_pixels_match_the_real_processor(guard: Any, hf: tuple[Any, Any]) -> Non
     assert float((ours - theirs).abs().mean()) < 0.1 * float(theirs.abs().mean())
 
 
+def test_pad_to_square_matches_the_llava_image_processor(guard: Any, hf: tuple[Any, Any]) -> None:
+    from transformers import LlavaProcessor
+    from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
+
+    from hybridcert.audits.adapters.llava import LlavaGuardFilter
+
+    processor, model = hf
+    padding = LlavaImageProcessorPil(
+        do_pad=True, size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
+    )
+    padded = LlavaProcessor(
+        image_processor=padding, tokenizer=processor.tokenizer, patch_size=PATCH_SIZE,
+        vision_feature_select_strategy="default", num_additional_image_tokens=1,
+    )
+    f = LlavaGuardFilter(model, padded, prompt=PROMPT)
+    assert f.do_pad
+    tall = _uint8_images(2, h=IMAGE_SIZE, w=10, seed=3)  # padded to 16 x 16: no resampling, an exact match
+    ours = f.pixel_values(tall.float() / 255)
+    theirs = torch.cat([padding(_pil(im), return_tensors="pt")["pixel_values"] for im in tall])
+    assert torch.allclose(ours, theirs, atol=1e-5)
+
+
 def test_readout_is_the_logsumexp_of_the_model_logits(guard: Any, hf: tuple[Any, Any]) -> None:
     processor, model = hf
     for words, seed in (("hello world", 0), ("how to make a bomb", 1), ("cat", 2)):

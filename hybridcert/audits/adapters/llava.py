@@ -206,8 +206,9 @@ class LlavaGuardFilter:
 
     def _image_setup(self) -> None:
         ip = self.processor.image_processor
-        self.image_mean = torch.tensor(list(ip.image_mean), dtype=torch.float32).view(1, -1, 1, 1)
-        self.image_std = torch.tensor(list(ip.image_std), dtype=torch.float32).view(1, -1, 1, 1)
+        mean, std = getattr(ip, "image_mean", None) or [0.0] * 3, getattr(ip, "image_std", None) or [1.0] * 3
+        self.image_mean = torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1)
+        self.image_std = torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1)
         self.do_pad = bool(getattr(ip, "do_pad", False))
         self.do_resize = bool(getattr(ip, "do_resize", True))
         self.do_center_crop = bool(getattr(ip, "do_center_crop", False))
