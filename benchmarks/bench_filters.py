@@ -1,14 +1,16 @@
 """Throughput of the filter adapters on this machine (CPU here): batched vs one sample per call.
 
-Run from the repository root: ``python -m benchmarks.bench_filters``. Builds the tiny random LLaVA guard of
-the tests (offline) and a tiny module, and prints samples per second for each batch size and the ratio
-against batch size 1 measured in the same run. The tiny model measures the adapter's overhead (prompt
-assembly, padding, preprocessing, read-out) relative to the forward pass, not a real guard's speed.
+Run: ``python benchmarks/bench_filters.py`` (or ``python -m benchmarks.bench_filters``). Builds the tiny
+random LLaVA guard of the tests (offline) and a tiny module, and prints samples per second for each batch
+size and the ratio against batch size 1 measured in the same run. The tiny model measures the adapter's
+overhead (prompt assembly, padding, preprocessing, read-out) relative to the forward pass, not a real
+guard's speed.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -17,6 +19,7 @@ from pathlib import Path
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tiny test models live in tests/audits
 
 
 def _rate(call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], tokens: torch.Tensor, images: torch.Tensor,

@@ -51,7 +51,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hybridcert.audits.adapters.common import PickleRefusedError, resolve_device, sha256_file
-from hybridcert.audits.adapters.module import ModuleFilter, load_module, load_safetensors_module
+from hybridcert.audits.adapters.module import ModuleFilter, import_class, load_module, load_safetensors_module
 from hybridcert.audits.adapters.program import ProgramFilter
 from hybridcert.audits.filters import Filter
 
@@ -60,6 +60,7 @@ __all__ = [
     "ModuleFilter",
     "PickleRefusedError",
     "ProgramFilter",
+    "import_class",
     "load_filter",
     "load_module",
     "load_safetensors_module",
