@@ -208,3 +208,12 @@ def test_cuda_matches_cpu(net_and_file: tuple[TinyFilterNet, Path]) -> None:
     gpu = ModuleFilter.load(NET, path, device="auto")
     assert gpu.device.type == "cuda"
     assert torch.equal(gpu(tokens, images).cpu(), ModuleFilter.load(NET, path, device="cpu")(tokens, images))
+
+
+def test_nan_outputs_are_errors_not_decisions(net_and_file: tuple[TinyFilterNet, Path]) -> None:
+    _, path = net_and_file
+    f = ModuleFilter.load(NET, path)
+    with torch.no_grad():
+        f.module.head.bias.fill_(float("nan"))
+    with pytest.raises(ValueError, match="contains NaN"):
+        f(*_inputs())

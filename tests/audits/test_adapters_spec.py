@@ -86,3 +86,14 @@ def test_pickled_module_weights_through_the_spec(tmp_path: Path) -> None:
     with pytest.raises(PickleRefusedError, match="torch.save zip archive holding a pickle"):
         load_filter(spec)
     assert isinstance(load_filter(spec.model_copy(update={"allow_pickle": True})), ModuleFilter)
+
+
+def test_run_table_overrides_and_result_names(weights: Path) -> None:
+    spec = {"type": "module", "class_path": NET, "weights": str(weights), "device": "cuda:7", "name": "guard-v2",
+            "version": "2"}
+    f = load_filter(spec, device=torch.device("cpu"), amp=True)  # the [run] table wins over the spec
+    assert f.device == torch.device("cpu") and f.amp is True
+    assert f.name == "guard-v2"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="'cuda:7' requested but CUDA is not available"):
+            load_filter(spec)

@@ -37,10 +37,14 @@ key                 applies to                             meaning
                                                            ``["Unsafe"]``)
 ``clamp_images``    llava                                  clamp noisy images to [0, 1] first (default true)
 ``batch_size``      llava                                  largest batch per forward pass (default: no limit)
+``name``            all                                    the filter's name in results (default: the class
+                                                           path, ``torchscript:<file>``, ``llava:<dir>``)
+``version``         all                                    informational, for results (default ``"1"``)
 ==================  =====================================  ==================================================
 
-Relative paths are resolved against ``base_dir`` (the directory of ``audit.toml``). Unknown keys, keys of
-another adapter type and missing required keys are ValueErrors naming the key.
+Relative paths are resolved against ``base_dir`` (the directory of ``audit.toml``). ``device`` and ``amp``
+may also come from elsewhere (the ``[run]`` table): keyword arguments of ``load_filter`` override the spec.
+Unknown keys, keys of another adapter type and missing required keys are ValueErrors naming the key.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hybridcert.audits.adapters.common import PickleRefusedError, resolve_device, sha256_file
@@ -93,6 +98,8 @@ class FilterSpec(BaseModel):
     unsafe_words: list[str] | None = None
     clamp_images: bool | None = None
     batch_size: int | None = None
+    name: str | None = None
+    version: str = "1"
 
     def check(self) -> None:
         """ValueError naming the key when a key is missing or belongs to another adapter type."""
@@ -128,10 +135,34 @@ def _spec(spec: FilterSpec | dict[str, Any]) -> FilterSpec:
         raise ValueError(f"filter.{where}: {err['msg']}") from None
 
 
-def load_filter(spec: FilterSpec | dict[str, Any], base_dir: Path | None = None) -> Filter:
-    """Build the filter a spec describes (ValueError for a bad spec; ``PickleRefusedError`` for pickles)."""
+def load_filter(
+    spec: FilterSpec | dict[str, Any],
+    base_dir: Path | None = None,
+    *,
+    device: str | torch.device | None = None,
+    amp: bool | None = None,
+) -> Filter:
+    """Build the filter a spec describes (ValueError for a bad spec; ``PickleRefusedError`` for pickles).
+
+    ``device`` / ``amp``, when given, override the spec's keys. The result has ``device``, ``name`` and
+    ``weights_sha256``.
+    """
     s = _spec(spec)
     s.check()
+    updates: dict[str, Any] = {}
+    if device is not None:
+        updates["device"] = str(device)
+    if amp is not None:
+        updates["amp"] = amp
+    if updates:
+        s = s.model_copy(update=updates)
+    filt = _build(s, base_dir)
+    if s.name:
+        filt.name = s.name
+    return filt
+
+
+def _build(s: FilterSpec, base_dir: Path | None) -> Any:
     base = Path(base_dir) if base_dir is not None else Path.cwd()
 
     def resolve(p: Path | None) -> Path:

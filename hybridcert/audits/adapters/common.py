@@ -82,8 +82,11 @@ def decide(out: torch.Tensor, target_index: int) -> torch.Tensor:
     """Decision from a model output: logits [B, K] -> argmax == target_index; scores [B] -> score > 0.
 
     ``target_index`` must lie in [0, K) for logits (ValueError otherwise: a wrong index would silently give a
-    filter that never fires).
+    filter that never fires). NaN in the output is a ValueError too (argmax and ``> 0`` would turn a broken
+    model, e.g. an overflow under mixed precision, into silent decisions).
     """
+    if out.is_floating_point() and bool(torch.isnan(out).any()):
+        raise ValueError("the filter's output contains NaN (numerical overflow? try amp=false)")
     if out.ndim == 2:
         if not 0 <= target_index < out.shape[1]:
             raise ValueError(f"target_index {target_index} is out of range for logits with {out.shape[1]} classes")
