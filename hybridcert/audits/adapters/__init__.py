@@ -159,7 +159,8 @@ def load_filter(
     filt = _build(s, base_dir)
     if s.name:
         filt.name = s.name
-    return filt
+    built: Filter = filt
+    return built
 
 
 def _build(s: FilterSpec, base_dir: Path | None) -> Any:
