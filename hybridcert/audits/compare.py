@@ -403,7 +403,8 @@ def rate_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
         raise ValueError(f"confidence level must lie in (0, 1), got {level!r}")
     if n == 0:
         return (0.0, 1.0)
-    a = (1.0 - level) / 2.0
+    # (1 - level) / 2 from the decimal the level was written as, rounded down: the interval never narrows
+    a = float(np.nextafter(float((1 - Decimal(repr(float(level)))) / 2), 0.0))
     return (float(clopper_pearson_lower(k, n, a)), float(clopper_pearson_upper(k, n, a)))
 
 
@@ -480,13 +481,14 @@ def as_fraction(name: str, value: Any) -> Fraction:
 
 
 def nice_radii(largest: float, steps: int = 5) -> list[float]:
-    """0 and multiples of a round step (1, 2, 2.5 or 5 times a power of ten) up to ``largest``."""
+    """0 and multiples of a round step (1, 2, 2.5 or 5 times a power of ten) up to ``largest``: between
+    ``steps`` + 1 and 2 ``steps`` + 1 values."""
     if not largest > 0 or not math.isfinite(largest):
         return [0.0]
     raw = Decimal(repr(largest / steps))
     exponent = raw.adjusted()
     unit = Decimal(1).scaleb(exponent)
-    step = next(m * unit for m in (Decimal(1), Decimal(2), Decimal("2.5"), Decimal(5), Decimal(10)) if m * unit >= raw)
+    step = max(m * unit for m in (Decimal(1), Decimal(2), Decimal("2.5"), Decimal(5)) if m * unit <= raw)
     out, k = [], 0
     while k * step <= Decimal(repr(largest)):
         out.append(float(k * step))
