@@ -209,7 +209,8 @@ def parse_results(
     for i, radii in enumerate(frontiers):
         table[i, : len(radii)] = radii
     digest = sha256 if sha256 is not None else hashlib.sha256(_canonical(data)).hexdigest()
-    audit_id = data.get("report_id") if isinstance(data.get("report_id"), str) else f"results-sha256:{digest}"
+    report_id = data.get("report_id")
+    audit_id = report_id if isinstance(report_id, str) and report_id else f"results-sha256:{digest}"
     return Audit(
         path=path if path is not None else Path(where),
         sha256=digest,
