@@ -73,6 +73,26 @@ def test_certified_follows_the_contract(base_results: dict[str, Any]) -> None:
     assert wrong and all(i["id"] not in certified_ids(base_results, 0, 0.0) for i in wrong)
 
 
+def test_a_radius_equal_to_eps_is_certified_and_one_ulp_more_is_not(base_results: dict[str, Any]) -> None:
+    audit = parse_results(base_results)
+    for inp in base_results["inputs"]:
+        if not inp["correct"]:
+            continue
+        i = audit.ids.index(inp["id"])
+        for entry in inp["frontier"]:
+            d, r = entry["budget"], entry["radius"]
+            assert audit.certified(d, r)[i]
+            assert not audit.certified(d, math.nextafter(r, math.inf))[i]
+
+
+def test_empty_audits_compare(base_results: dict[str, Any]) -> None:
+    empty = copy.deepcopy(base_results)
+    empty["inputs"] = []
+    res = compare_audits(parse_results(empty), parse_results(empty))
+    assert res["verdict"] == "pass" and [(r["budget"], r["radius"]) for r in res["grid"]] == [(0, 0.0)]
+    assert res["grid"][0]["before_ci"] == [0.0, 1.0]
+
+
 def test_an_audit_compared_with_itself_passes(base_results: dict[str, Any]) -> None:
     audit = parse_results(base_results)
     res = compare_audits(audit, audit)
