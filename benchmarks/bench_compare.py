@@ -1,6 +1,6 @@
 """How long the regression gate takes on large audits, against reading the two files (the floor).
 
-    python benchmarks/compare_speed.py [--inputs 10000]
+    python benchmarks/bench_compare.py [--inputs 10000]
 
 Builds two results.json files with real Clopper-Pearson bounds and real frontiers (the candidate loses 2% of
 its certificates), then times: json.load of both files (baseline), `load_audit` of both (parse + checks), and
