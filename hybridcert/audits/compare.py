@@ -135,18 +135,21 @@ def results_path(path: str | Path) -> Path:
     return p
 
 
-def load_audit(path: str | Path, trust: str | Path | None = None) -> Audit:
+def load_audit(path: str | Path, trust: str | Path | None = None, require_signed: bool | None = None) -> Audit:
     """Read and check one audit (a folder holding results.json, or the file itself).
 
-    When the folder holds an attestation, or ``trust`` is given, the input is checked first by
-    :func:`_verify_signed_input`: a tampered results.json raises :class:`TamperedInput`.
+    When the folder holds an attestation, the input is checked first by :func:`_verify_signed_input` (the
+    digest always, the signature when ``trust`` is given): a tampered results.json raises
+    :class:`TamperedInput`. ``require_signed`` (default: whether ``trust`` is given) refuses an unsigned audit.
     """
     rpath = results_path(path)
     raw = rpath.read_bytes()
-    attestation = rpath.parent / ATTESTATION_NAME
+    signed = (rpath.parent / ATTESTATION_NAME).exists()
+    if require_signed is None:
+        require_signed = trust is not None
     signature = "unsigned"
-    if trust is not None or attestation.exists():
-        signature = _verify_signed_input(rpath, trust)
+    if signed or require_signed:
+        signature = _verify_signed_input(rpath, trust, content=raw)
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -289,20 +292,22 @@ def _parse_input(item: dict[str, Any], here: str, cap: int) -> tuple[str, list[f
 # ------------------------------------------------------------------------------------------------------
 
 
-def _verify_signed_input(results_file: Path, trust: str | Path | None) -> str:
+def _verify_signed_input(results_file: Path, trust: str | Path | None, content: bytes | None = None) -> str:
     """Check a signed audit before reading it; return ``"digest-checked"`` or ``"verified"``.
 
     1. When the folder holds ``attestation.dsse.json``: the sha256 of results.json must equal the in-toto
        statement's subject for results.json (the DSSE payload, base64). A mismatch is :class:`TamperedInput`.
     2. When ``trust`` (a certificate or public key) is given: the signature itself is verified by
        ``hybridcert.reports.verify_report(audit_dir, trust)``; a failed check is :class:`TamperedInput`.
+
+    ``content``: the bytes of results.json already read (so that what is checked is what is parsed).
     """
     folder = results_file.parent
     attestation = folder / ATTESTATION_NAME
     if not attestation.exists():
-        raise TamperedInput(f"{folder}: --trust was given but the audit is not signed (no {ATTESTATION_NAME})")
+        raise TamperedInput(f"{folder}: the audit is not signed (no {ATTESTATION_NAME}) but a signature is required")
     expected = _attested_digest(attestation, results_file.name)
-    actual = hashlib.sha256(results_file.read_bytes()).hexdigest()
+    actual = hashlib.sha256(content if content is not None else results_file.read_bytes()).hexdigest()
     if actual != expected:
         raise TamperedInput(
             f"{results_file}: sha256 {actual} does not match the signed attestation ({expected}): the results "
@@ -717,5 +722,12 @@ def compare_paths(
     trust: str | Path | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """Load two audits (checking signatures first, see :func:`load_audit`) and compare them."""
-    return compare_audits(load_audit(baseline, trust), load_audit(candidate, trust), gate, **kwargs)
+    """Load two audits, checking signed ones first (:func:`load_audit`), and compare them.
+
+    With ``trust`` the baseline must be signed (it is the stored artefact a regression is measured against);
+    the candidate is verified when it is signed and reported as ``unsigned`` otherwise (typically it was just
+    produced by the same CI job).
+    """
+    base = load_audit(baseline, trust, require_signed=trust is not None)
+    cand = load_audit(candidate, trust, require_signed=False)
+    return compare_audits(base, cand, gate, **kwargs)

@@ -377,6 +377,8 @@ def test_trust_on_an_unsigned_audit_is_refused(tmp_path: Path, base_results: dic
     anchor.write_text("not used")
     with pytest.raises(TamperedInput, match="not signed"):
         load_audit(a, trust=anchor)
+    with pytest.raises(TamperedInput, match="not signed"):
+        compare_paths(a, a, trust=anchor)  # the baseline must be signed when a trust anchor is given
 
 
 def _reports_verifier() -> Any:
@@ -396,6 +398,9 @@ def test_signature_verified_through_reports(tmp_path: Path, base_results: dict[s
     a = write_audit(tmp_path / "a", base_results)
     trust = reports.sign_audit_folder(a)  # type: ignore[attr-defined]  # returns the trust certificate path
     assert load_audit(a, trust=trust).signature == "verified"
+    unsigned = write_audit(tmp_path / "c", base_results)
+    res = compare_paths(a, unsigned, trust=trust)  # a fresh, unsigned candidate against a signed baseline
+    assert (res["baseline"]["signature"], res["candidate"]["signature"]) == ("verified", "unsigned")
     other_key_trust = reports.sign_audit_folder(write_audit(tmp_path / "b", base_results))  # type: ignore[attr-defined]
     with pytest.raises(TamperedInput, match="signature verification failed"):
         load_audit(a, trust=other_key_trust)
