@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from hybridcert.cli import app
 from tests.audits.compare_support import build_results, sign_audit, synthetic_specs, weaken, write_audit
+from tests.conftest import CI_PROFILE
 
 SPECS = synthetic_specs(40, seed=11)
 WEAKENED = {"x0001", "x0002", "x0013"}
@@ -157,7 +158,8 @@ def test_demo_filter_against_a_weaker_one(tmp_path: Path) -> None:  # pragma: no
 
     base = tmp_path / "base"
     cmd = [sys.executable, "-m", "hybridcert"]
-    subprocess.run([*cmd, "demo", "--out", str(base)], check=True, cwd=REPO, capture_output=True)
+    size = ["--inputs", "40", "--n", "500"] if CI_PROFILE else []  # the full demo: 100 inputs, n = 1000
+    subprocess.run([*cmd, "demo", "--out", str(base), *size], check=True, cwd=REPO, capture_output=True)
     # a weaker filter: the same architecture and tensors, with the trained weights drowned in noise
     rng = np.random.default_rng(0)
     weights = {k: (v + rng.normal(0.0, 2.0 * (float(np.std(v)) + 1e-3), v.shape)).astype(v.dtype)
