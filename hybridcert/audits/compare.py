@@ -24,7 +24,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
@@ -523,6 +523,8 @@ def config_differences(baseline: Audit, candidate: Audit) -> list[dict[str, Any]
     out = []
     for path in COMPARABLE_FIELDS:
         a, b = _get(baseline.data, path), _get(candidate.data, path)
+        if path == ("config", "threat_model"):  # an absent span is span null
+            a, b = ({"kind": x.get("kind"), "span": x.get("span")} for x in (a, b))
         if a != b or type(a) is not type(b) and not (_number(a) and _number(b)):
             out.append({"field": ".".join(path), "baseline": a, "candidate": b})
     return out
@@ -539,13 +541,6 @@ def _get(data: dict[str, Any], path: Iterable[str]) -> Any:
             return None
         cur = cur.get(key)
     return cur
-
-
-@dataclass
-class _Cell:
-    point: Point
-    gated: bool
-    rows: dict[str, Any] = field(default_factory=dict)
 
 
 def compare_audits(
