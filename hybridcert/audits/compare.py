@@ -212,12 +212,10 @@ def parse_results(
     for i, radii in enumerate(frontiers):
         table[i, : len(radii)] = radii
     digest = sha256 if sha256 is not None else hashlib.sha256(_canonical(data)).hexdigest()
-    report_id = data.get("report_id")
-    audit_id = report_id if isinstance(report_id, str) and report_id else f"results-sha256:{digest}"
     return Audit(
         path=path if path is not None else Path(where),
         sha256=digest,
-        audit_id=audit_id,
+        audit_id=report_id(data, digest),
         data=data,
         ids=tuple(ids),
         labels=tuple(labels),
@@ -226,6 +224,22 @@ def parse_results(
         budget_cap=cap,
         signature=signature,
     )
+
+
+def report_id(data: dict[str, Any], file_sha256: str) -> str:
+    """The report id of a results file: ``HCR-`` and the first 16 hex digits (upper case) of the sha256 of its
+    RFC 8785 canonical JSON, the id ``hybridcert.reports`` gives the report made from it. Without the
+    ``rfc8785`` package (the ``report`` extra): ``results-sha256:`` and the sha256 of the file's bytes.
+    """
+    try:
+        import rfc8785
+    except ImportError:
+        return f"results-sha256:{file_sha256}"
+    try:
+        canonical = bytes(rfc8785.dumps(data))
+    except (rfc8785.CanonicalizationError, TypeError) as exc:
+        raise ValueError(f"results cannot be canonicalised (RFC 8785): {exc}") from exc
+    return "HCR-" + hashlib.sha256(canonical).hexdigest()[:16].upper()
 
 
 def _budget_cap(value: Any, where: str) -> int:
@@ -319,7 +333,7 @@ def _verify_signed_input(results_file: Path, trust: str | Path | None, content: 
     if not trust_path.is_file():
         raise FileNotFoundError(f"{trust_path}: no such trust certificate")
     try:
-        from hybridcert.reports import verify_report  # type: ignore[attr-defined]
+        from hybridcert.reports.publish import verify_report
     except ImportError as exc:
         raise ValueError(
             "signature verification needs hybridcert.reports.verify_report, which this installation does not have"
@@ -649,7 +663,7 @@ def compare_audits(
             "rule": "fail when, at some gate point, before - after > max_drop"
             + (" and the exact McNemar p-value < alpha" if gate.alpha is not None else ""),
         },
-        "points": [r for r in rows if r["gated"]],
+        "deltas": [r for r in rows if r["gated"]],
         "grid": rows,
         "lost": [
             _change_entry(ident, lost_at[ident], baseline, candidate, index_b, index_c, gate_budgets)

@@ -7,6 +7,8 @@ Expected values come from the counts the tests chose and from a direct reading o
 from __future__ import annotations
 
 import copy
+import hashlib
+import importlib.util
 import json
 import math
 from fractions import Fraction
@@ -99,7 +101,7 @@ def test_an_audit_compared_with_itself_passes(base_results: dict[str, Any]) -> N
     assert res["verdict"] == "pass" and res["reasons"] == []
     assert res["lost"] == [] and res["gained"] == []
     assert res["grid"] and all(r["delta"] == 0 and r["p_value"] == 1.0 for r in res["grid"])
-    assert len(res["points"]) == len(res["grid"])  # default gate: the whole grid
+    assert len(res["deltas"]) == len(res["grid"])  # default gate: the whole grid
     assert res["grid"][0]["before"] == len(certified_ids(base_results, 0, 0.0)) / 40
 
 
@@ -152,7 +154,7 @@ def test_many_lost_inputs_are_significant() -> None:
         parse_results(build_results(specs)), parse_results(build_results(weaken(specs, victims))),
         Gate(max_drop=Fraction(1, 10), alpha=0.01, points=(Point(0, 0.0),)),
     )
-    (row,) = res["points"]
+    (row,) = res["deltas"]
     assert (row["lost"], row["gained"]) == (12, 0)
     assert row["p_value"] == pytest.approx(2 * 0.5**12) and row["failed"]
     assert res["verdict"] == "fail" and {e["id"] for e in res["lost"]} == victims
@@ -168,7 +170,7 @@ def test_gate_points_restrict_what_fails(base_results: dict[str, Any], weak_resu
     assert quiet
     res = compare_audits(base, weak, Gate(points=tuple(quiet)))
     assert res["verdict"] == "pass" and res["lost"] == []
-    assert [(p["budget"], p["radius"]) for p in res["points"]] == sorted((p.budget, p.radius) for p in quiet)
+    assert [(p["budget"], p["radius"]) for p in res["deltas"]] == sorted((p.budget, p.radius) for p in quiet)
     # a gate point off the default grid is added to the table
     res = compare_audits(base, weak, Gate(points=(Point(0, 0.123),)))
     assert (0, 0.123) in {(r["budget"], r["radius"]) for r in res["grid"]}
@@ -261,7 +263,7 @@ def test_change_history_is_canonical_json(base_results: dict[str, Any], weak_res
     assert json.loads(json.dumps(res, allow_nan=False)) == res
     assert res["schema"] == "hybridcert/change-history/v1"
     assert res["previous_report_id"] == res["baseline"]["id"]
-    for row in res["points"]:
+    for row in res["deltas"]:
         assert set(row) >= {"budget", "radius", "before", "after", "delta", "p_value"}
         assert row["before_ci"][0] <= row["before"] <= row["before_ci"][1]
         assert row["after_ci"][0] <= row["after"] <= row["after_ci"][1]
@@ -384,24 +386,48 @@ def test_trust_on_an_unsigned_audit_is_refused(tmp_path: Path, base_results: dic
 
 def _reports_verifier() -> Any:
     try:
-        from hybridcert.reports import verify_report  # type: ignore[attr-defined]
+        from hybridcert.reports.publish import verify_report
     except ImportError:
         return None
     return verify_report
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(_reports_verifier() is None, reason="needs hybridcert.reports")
-def test_signature_verified_through_reports(tmp_path: Path, base_results: dict[str, Any]) -> None:  # pragma: no cover
-    # Enabled at merge: sign an audit folder with hybridcert.reports' own signer, then compare with --trust.
-    # TODO(lead): replace sign_with_reports by the reports signing entry point once merged.
-    from hybridcert import reports
+def test_signature_verified_through_reports(tmp_path: Path, base_results: dict[str, Any]) -> None:
+    from hybridcert.reports.keys import ANCHOR, init_identity
+    from hybridcert.reports.publish import render_and_sign
 
+    ident = init_identity(tmp_path / "ada", "Ada Auditor", "Lead auditor", "Example Org")
+    other = init_identity(tmp_path / "mallory", "Ada Auditor", "Lead auditor", "Example Org")
+    anchor = ident.dsse_cert.parent / ANCHOR
     a = write_audit(tmp_path / "a", base_results)
-    trust = reports.sign_audit_folder(a)  # type: ignore[attr-defined]  # returns the trust certificate path
-    assert load_audit(a, trust=trust).signature == "verified"
+    render_and_sign(a, ident)
+    assert load_audit(a, trust=anchor).signature == "verified"
     unsigned = write_audit(tmp_path / "c", base_results)
-    res = compare_paths(a, unsigned, trust=trust)  # a fresh, unsigned candidate against a signed baseline
+    res = compare_paths(a, unsigned, trust=anchor)  # a fresh, unsigned candidate against a signed baseline
     assert (res["baseline"]["signature"], res["candidate"]["signature"]) == ("verified", "unsigned")
-    other_key_trust = reports.sign_audit_folder(write_audit(tmp_path / "b", base_results))  # type: ignore[attr-defined]
     with pytest.raises(TamperedInput, match="signature verification failed"):
-        load_audit(a, trust=other_key_trust)
+        load_audit(a, trust=other.dsse_cert.parent / ANCHOR)  # signed, but not by whom we trust
+    # a re-signed folder whose results.json was swapped: the digest check passes, the signature does not
+    envelope = json.loads((a / "attestation.dsse.json").read_text())
+    envelope["signatures"][0]["sig"] = envelope["signatures"][0]["sig"][::-1]
+    (a / "attestation.dsse.json").write_text(json.dumps(envelope))
+    with pytest.raises(TamperedInput, match="signature verification failed"):
+        load_audit(a, trust=anchor)
+
+
+def test_report_id_is_the_reports_id(tmp_path: Path, base_results: dict[str, Any]) -> None:
+    folder = write_audit(tmp_path / "a", base_results)
+    audit = load_audit(folder)
+    digest = hashlib.sha256(rfc8785.dumps(base_results)).hexdigest()
+    assert audit.audit_id == "HCR-" + digest[:16].upper()
+    assert compare_paths(folder, folder)["previous_report_id"] == audit.audit_id
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hybridcert.reports.bundle") is None, reason="needs hybridcert.reports")
+def test_report_id_matches_hybridcert_reports(tmp_path: Path, base_results: dict[str, Any]) -> None:
+    from hybridcert.reports.bundle import load_results
+
+    folder = write_audit(tmp_path / "a", base_results)
+    assert load_audit(folder).audit_id == load_results(folder).report_id
