@@ -582,7 +582,7 @@ def compare_audits(
     if radii is not None:
         grid_radii = sorted(set(float(r) for r in radii))
     grid = [Point(d, r) for d in grid_budgets for r in grid_radii]
-    gate_points = list(gate.points) if gate.points is not None else list(grid)
+    gate_points = list(dict.fromkeys(gate.points)) if gate.points is not None else list(grid)
     cap = min(baseline.budget_cap, candidate.budget_cap)
     for p in grid + gate_points:
         if p.budget > cap:

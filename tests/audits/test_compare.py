@@ -171,6 +171,9 @@ def test_gate_points_restrict_what_fails(base_results: dict[str, Any], weak_resu
     res = compare_audits(base, weak, Gate(points=tuple(quiet)))
     assert res["verdict"] == "pass" and res["lost"] == []
     assert [(p["budget"], p["radius"]) for p in res["deltas"]] == sorted((p.budget, p.radius) for p in quiet)
+    # a repeated gate point counts once
+    res = compare_audits(base, weak, Gate(points=(Point(0, 0.0), Point(0, 0.0))))
+    assert len(res["deltas"]) == 1 and len(res["gate"]["points"]) == 1 and len(res["reasons"]) == 1
     # a gate point off the default grid is added to the table
     res = compare_audits(base, weak, Gate(points=(Point(0, 0.123),)))
     assert (0, 0.123) in {(r["budget"], r["radius"]) for r in res["grid"]}
