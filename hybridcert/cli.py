@@ -221,6 +221,8 @@ def compare(
     from hybridcert.audits import compare as cmp
 
     with user_errors():
+        if show < 0:
+            fail(f"--show must be >= 0, got {show}")
         gate = cmp.Gate(
             max_drop=cmp.as_fraction("--max-drop", max_drop if max_drop is not None else "0"),
             alpha=alpha_gate,

@@ -96,6 +96,7 @@ def test_tampered_input_exits_2(audits: dict[str, Path], tmp_path: Path) -> None
         (["--budgets", "0,x"], "--budgets: expected comma-separated integers"),
         (["--radii", "0,-1"], "--radii: expected finite numbers >= 0"),
         (["--ci-level", "1"], "confidence level"),
+        (["--show", "-1"], "--show must be >= 0"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(audits: dict[str, Path], args: list[str], message: str) -> None:
