@@ -190,6 +190,8 @@ def init_identity(
         raise ValueError("give both --ca-cert and --ca-key, or neither")
     if days < 1:
         raise ValueError(f"days must be >= 1, got {days}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} exists and is not a folder")
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} exists and is not empty; refusing to overwrite a signing identity")
     now = now or dt.datetime.now(dt.UTC)

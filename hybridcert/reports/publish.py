@@ -299,7 +299,14 @@ def verify_report(audit_dir: Path | str, trust_cert: Path | str) -> list[CheckRe
         subjects = st.get("subject")
         if not isinstance(subjects, list) or not subjects:
             raise ValueError("statement has no subjects")
-        names = [s.get("name") for s in subjects if isinstance(s, dict)]
+        if not all(isinstance(s, dict) and isinstance(s.get("name"), str) and isinstance(s.get("digest"), dict)
+                   for s in subjects):
+            raise ValueError("every subject needs a name and a digest")
+        names = [s["name"] for s in subjects]
+        if len(set(names)) != len(names):
+            raise ValueError("subjects repeat a name")
+        if not isinstance(st.get("predicate"), dict):
+            raise ValueError("statement has no predicate object")
         if st["predicateType"] == REPORT_PREDICATE and sorted(map(str, names)) != sorted(REPORT_SUBJECTS):
             raise ValueError(f"subjects are {names}, expected {list(REPORT_SUBJECTS)}")
         pred = st.get("predicate", {})
