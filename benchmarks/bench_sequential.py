@@ -1,6 +1,6 @@
 """Sequential certification versus fixed-n Clopper-Pearson: forward passes and certified rate (issue 7).
 
-Run from the repository root:  python -m benchmarks.bench_sequential [--inputs 2000] [--seed 0]
+    python benchmarks/bench_sequential.py [--inputs 2000] [--seed 0]
 
 Both methods see the same inputs through one callable, ``draw(indices, m)``: for each input index, the number
 of successes of its certified side's event in m new noisy samples. Here it is a Binomial simulation of a
