@@ -43,8 +43,9 @@ The prior is the price of time-uniformity: against Clopper-Pearson at a fixed n 
 and 1, where filters' smoothed probabilities live; with it, at alpha = 0.001 and k = n = 10^4, 1 - L is 1.24x
 the Clopper-Pearson 1 - p_lower (Beta(1, 1) would give 2.3x), and 1.16x at k/n = 0.99.
 
-Numerics (THEORY 6): L_n is found by bisection on t = logit(p0), which resolves p0 near 0 and near 1 alike
-(log p0 and log(1 - p0) are both computed from t without cancellation); I_{p0}(a, b) is evaluated as
+Numerics (THEORY 6): L_n is found by a bracketing search (false position with bisection steps) on
+t = logit(p0), which resolves p0 near 0 and near 1 alike (log p0 and log(1 - p0) are both computed from t
+without cancellation); I_{p0}(a, b) is evaluated as
 1 - I_{1-p0}(b, a) through ``betaincc`` and 1 - I_{p0}(a + k, ...) as I_{1-p0}(b + n - k, a + k), so nothing
 is taken as 1 - (something close to 1). A point counts as rejected only when log M_n(p0) clears log(1/alpha)
 by a margin larger than the float error of the evaluation (the terms reach 10^7 at n = 10^6), and the bound

@@ -13,6 +13,8 @@ from collections.abc import Callable
 import mpmath as mp
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from numpy.typing import NDArray
 from scipy.stats import binom
 
@@ -85,6 +87,33 @@ def test_log_martingale_matches_reference() -> None:
 
 # ----------------------------------------------------------------------------------------------------------
 # shape of the martingale and of the bounds
+
+
+@given(
+    n=st.integers(1, 10**7),
+    frac=st.floats(0.0, 1.0),
+    alpha=st.sampled_from([1e-9, 1e-3, 0.05, 0.5]),
+    prior=st.sampled_from([(0.1, 0.1), (1.0, 1.0), (0.5, 3.0)]),
+)
+def test_search_returns_a_rejected_point_next_to_the_edge(
+    n: int, frac: float, alpha: float, prior: tuple[float, float]
+) -> None:
+    """For any counts: the reported bound is rejected (log M_n >= log(1/alpha), so it is <= L_n), a point
+    1e-7 (relative) nearer k/n is not, and a smaller alpha gives a smaller bound."""
+    k = round(frac * n)
+    low = float(cs_lower(k, n, alpha, prior=prior))
+    assert 0.0 <= low <= k / n
+    if k == 0:
+        assert low == 0.0
+        return
+    assert low > 0.0
+    assert float(log_mixture_martingale(k, n, low, prior=prior)) >= -math.log(alpha)
+    nearer = low + (1 - low) * 1e-7 if low > 0.5 else low * (1 + 1e-7)
+    if nearer < 1.0:
+        assert float(log_mixture_martingale(k, n, nearer, prior=prior)) < -math.log(alpha)
+    assert float(cs_lower(k, n, alpha / 10, prior=prior)) <= low
+
+
 
 
 @pytest.mark.parametrize(("k", "n"), [(1, 1), (5, 40), (37, 40), (40, 40), (9_990, 10_000), (3, 10**6)])
