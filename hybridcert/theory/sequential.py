@@ -57,7 +57,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -84,8 +84,6 @@ _REL_MARGIN = 1e-12  # relative float error allowed per term of log M_n
 _ABS_MARGIN = 1e-10  # absolute float error allowed in log M_n (betainc, logaddexp)
 _P_SHAVE = 1e-14  # relative shave on expit's rounding when the bound is reported
 _MAX_ITER = 200  # Illinois iterations; lo stays a rejected point regardless
-
-Status = Literal["continue", "certified", "refuted", "cap"]
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -199,7 +199,8 @@ def test_bad_input_is_a_value_error_naming_the_field(call: Callable[[], object],
 
 def _crossing_counts(bound: Bound, looks: NDArray[np.int64], p: float) -> NDArray[np.int64]:
     """kappa(n) = the smallest k with bound(k, n) > p at each look n (n + 1 when none), by bisection over k.
-    Valid because the bounds are nondecreasing in k (tested above for the CS; true for Clopper-Pearson)."""
+    Valid because the bounds are nondecreasing in k: for the CS each R_n(q; p0) with q > p0 grows with k, so
+    M_n(p0) does (checked above at n = 300); for Clopper-Pearson the Beta quantile grows with k."""
     lo = np.zeros(looks.shape, dtype=np.int64)  # bound(0, n) = 0 <= p
     hi = looks + 1
     while (hi - lo > 1).any():
