@@ -375,19 +375,35 @@ def load_results(path: Path) -> Bundle:
 
 
 def _check_bounds(results: ResultsV1, source: str) -> None:
-    """Soundness cross-check (THEORY 5): p_a_lower may not exceed the Clopper-Pearson bound of its counts."""
+    """Soundness cross-check (THEORY 5): p_a_lower may not exceed the lower confidence bound of its own counts,
+    recomputed with the method the file names: Clopper-Pearson (fixed n) or the Beta-mixture confidence sequence
+    (sequential audits, ``config.sequential.prior``). Other methods are not cross-checked.
+    """
     import numpy as np
 
     from hybridcert.theory import clopper_pearson_lower
+    from hybridcert.theory.sequential import DEFAULT_PRIOR, METHOD, cs_lower
 
+    cfg = results.config
     target = np.array([r.counts.target for r in results.inputs], dtype=float)
     n = np.array([r.counts.n for r in results.inputs], dtype=float)
-    bound = clopper_pearson_lower(target, n, results.config.alpha)
+    if cfg.confidence_bound == "clopper-pearson":
+        name, bound = "Clopper-Pearson", clopper_pearson_lower(target, n, cfg.alpha)
+    elif cfg.confidence_bound == METHOD:
+        seq = (cfg.model_extra or {}).get("sequential")
+        prior_raw = seq.get("prior") if isinstance(seq, dict) else None
+        try:
+            prior = (float(prior_raw["a"]), float(prior_raw["b"])) if prior_raw is not None else DEFAULT_PRIOR
+            name, bound = "confidence-sequence", cs_lower(target, n, cfg.alpha, prior)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: config.sequential.prior must be {{'a': float, 'b': float}} ({exc})") from None
+    else:
+        return
     for rec, b in zip(results.inputs, bound, strict=True):
         if rec.p_a_lower > float(b) * (1 + 1e-9) + 1e-15:
             raise ValueError(
-                f"{source}: input {rec.id!r}: p_a_lower={rec.p_a_lower} exceeds the Clopper-Pearson bound "
-                f"{float(b):.6g} of its counts ({rec.counts.target}/{rec.counts.n} at alpha={results.config.alpha})"
+                f"{source}: input {rec.id!r}: p_a_lower={rec.p_a_lower} exceeds the {name} bound "
+                f"{float(b):.6g} of its counts ({rec.counts.target}/{rec.counts.n} at alpha={cfg.alpha})"
             )
 
 

@@ -118,6 +118,8 @@ def build_context(bundle: Bundle, acceptance: AcceptanceResult, signing: Signing
         "signing": signing,
         "demo": bool(signing and signing.demo),
         "change_history": res.change_history,
+        "sequential": bundle.raw["config"].get("sequential") if isinstance(bundle.raw["config"].get("sequential"),
+                                                                            dict) else None,
         "inputs_shown": res.inputs[:MAX_INPUT_ROWS],
         "inputs_omitted": max(0, n - MAX_INPUT_ROWS),
         "extra_aggregates": {k: v for k, v in bundle.raw.get("aggregates", {}).items()},

@@ -97,7 +97,7 @@ def p_lower_histogram(p_lower: NDArray[np.float64], thresholds: NDArray[np.float
         for t in sorted(set(float(x) for x in thresholds)):
             ax.axvline(t, color="#b03a2e", ls="--", lw=1)
         ax.set_xlim(0, 1)
-        ax.set_xlabel("p_a_lower (Clopper-Pearson lower bound on the certified side)")
+        ax.set_xlabel("p_a_lower (lower confidence bound on the certified side)")
         ax.set_ylabel("inputs")
         ax.text(0.01, 0.95, "dashed: threshold", transform=ax.transAxes, va="top", fontsize=8, color="#b03a2e")
         return _to_svg(fig, "plot-pa", "Histogram of p_a_lower over the inputs")

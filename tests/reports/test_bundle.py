@@ -110,3 +110,33 @@ def test_criteria_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path.write_text(json.dumps([{"budget": 0, "radius": -1, "min_certified_rate": 0.8}]))
     with pytest.raises(ValueError, match="criterion 0: radius"):
         load_criteria(path)
+
+
+def _sequential(raw: dict, bump: float = 0.0) -> dict:  # type: ignore[type-arg]
+    from hybridcert.theory.sequential import cs_lower
+
+    raw["config"].update(confidence_bound="beta-mixture-cs",
+                         sequential={"confidence_bound": "beta-mixture-cs", "method": "anytime-valid CS",
+                                     "prior": {"a": 0.5, "b": 0.5}, "alpha": raw["config"]["alpha"],
+                                     "n_max": 1000, "chunk": 100, "points": [{"budget": 0, "radius": 0.1}]})
+    for rec in raw["inputs"]:
+        bound = float(cs_lower(rec["counts"]["target"], rec["counts"]["n"], raw["config"]["alpha"], (0.5, 0.5)))
+        rec["p_a_lower"] = min(1.0, bound + bump)
+        if rec["p_a_lower"] < rec["threshold"] and rec["frontier"]:  # keep decision and frontier consistent
+            rec.update(decision="abstain", correct=False, frontier=[])
+        elif rec["frontier"]:
+            rec["frontier"] = rec["frontier"][:1]
+    return raw
+
+
+def test_sequential_results_are_checked_against_the_confidence_sequence() -> None:
+    from hybridcert.theory import clopper_pearson_lower
+
+    raw = _sequential(make_results(n_inputs=10))
+    assert parse_results(_bytes(raw)).results.config.confidence_bound == "beta-mixture-cs"
+    # the same p_a_lower values under a Clopper-Pearson claim: fine (CS is wider); a bump above CS is not
+    bad = _sequential(make_results(n_inputs=10), bump=1e-6)
+    with pytest.raises(ValueError, match="exceeds the confidence-sequence bound"):
+        parse_results(_bytes(bad))
+    rec = raw["inputs"][0]
+    assert rec["p_a_lower"] <= float(clopper_pearson_lower(rec["counts"]["target"], rec["counts"]["n"], 0.001))

@@ -273,3 +273,12 @@ def test_edge_cases_render(edit: object) -> None:
     for heading in SECTIONS:
         assert heading in html
     assert html.count("<svg") == 3
+
+
+def test_sequential_method_is_stated() -> None:
+    from tests.reports.test_bundle import _sequential
+
+    bundle = parse_results(json.dumps(_sequential(make_results(n_inputs=10))).encode())
+    html = render_report(bundle, acceptance(bundle), None)
+    assert "sequential estimation: up to n = 1000 per input, in chunks of 100" in html
+    assert "beta-mixture-cs: anytime-valid CS" in html
