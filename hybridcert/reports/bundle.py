@@ -8,8 +8,8 @@ docs/results-format.md, schema ``hybridcert/results/v1``). When the audit runner
 Guarantees of :func:`load_results`: the file is valid JSON with no NaN/infinity and no integer above 2^53
 (so RFC 8785 canonical bytes exist), every field the report renders is present and in range, and each
 input is internally consistent (decision vs. frontier, ``correct`` vs. label, frontier budgets contiguous
-from 0 with non-increasing radii, THEORY 4; ``p_a_lower`` not above the Clopper-Pearson bound of its own
-counts, THEORY 5). Unknown fields are kept (``extra="allow"``) and stay in the canonical bytes.
+from 0 with non-increasing radii, THEORY 4; ``p_a_lower`` not above the confidence bound of its own counts,
+THEORY 5; no frontier claiming more than ``HybridNoise.frontier`` recomputes from ``p_a_lower``, THEORY 6). Unknown fields are kept (``extra="allow"``) and stay in the canonical bytes.
 """
 
 from __future__ import annotations
@@ -361,6 +361,7 @@ def parse_results(data: bytes, source: str = "results.json") -> Bundle:
         loc = ".".join(str(p) for p in first["loc"])
         raise ValueError(f"{source}: {loc or 'top level'}: {first['msg']}") from None
     _check_bounds(results, source)
+    _check_frontiers(results, source)
     return Bundle(results=results, raw=raw, file_bytes=data, canonical=canonical)
 
 
@@ -405,6 +406,39 @@ def _check_bounds(results: ResultsV1, source: str) -> None:
                 f"{source}: input {rec.id!r}: p_a_lower={rec.p_a_lower} exceeds the {name} bound "
                 f"{float(b):.6g} of its counts ({rec.counts.target}/{rec.counts.n} at alpha={cfg.alpha})"
             )
+
+
+#: Relative slack when comparing a stored radius with the recomputed one (float64 noise between engine versions).
+FRONTIER_RTOL = 1e-9
+
+
+def _check_frontiers(results: ResultsV1, source: str) -> None:
+    """Soundness cross-check (THEORY 4, 6): no stored frontier may claim more than ``HybridNoise.frontier``
+    gives for the stored ``p_a_lower`` and threshold: not more budgets, and no radius above the recomputed one
+    (beyond FRONTIER_RTOL). The report signs what results.json says only if the theory engine agrees.
+    """
+    import numpy as np
+
+    from hybridcert.theory import HybridNoise
+
+    nz = results.config.noise
+    noise = HybridNoise(kernel=nz.kernel, vocab_size=nz.vocab_size, beta=nz.beta, sigma=nz.sigma)
+    recs = [r for r in results.inputs if r.frontier]
+    top = max((len(r.frontier) - 1 for r in recs), default=0)
+    for t in sorted({r.threshold for r in recs}):
+        group = [r for r in recs if r.threshold == t]
+        p = np.array([r.p_a_lower for r in group])
+        radii, mask = noise.frontier_radii(p, tau=t, max_budget=top)
+        for i, rec in enumerate(group):
+            for point in rec.frontier:
+                d = point.budget
+                if not mask[i, d]:
+                    raise ValueError(f"{source}: input {rec.id!r}: budget {d} is in the frontier but p_a_lower="
+                                     f"{rec.p_a_lower} does not certify it (THEORY 4)")
+                exact = float(radii[i, d])
+                if point.value > exact * (1 + FRONTIER_RTOL) + 1e-12:
+                    raise ValueError(f"{source}: input {rec.id!r}: radius {point.value} at budget {d} exceeds "
+                                     f"the certified radius {exact!r} recomputed from p_a_lower (THEORY 4)")
 
 
 def load_criteria(path: Path) -> list[Criterion]:

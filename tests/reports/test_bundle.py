@@ -93,13 +93,24 @@ def test_abstain_with_a_frontier_is_rejected() -> None:
         parse_results(_bytes(raw))
 
 
+def with_infinite_radius(raw: dict) -> tuple[dict, str]:  # type: ignore[type-arg]
+    """p_a_lower = 1 (no confidence bound gives it; the method is declared as not cross-checked) and the
+    infinite radius the engine gives for it at d = 0."""
+    raw["config"]["confidence_bound"] = "exact (test only)"
+    rec = next(r for r in raw["inputs"] if r["frontier"] and r["correct"])
+    rec["p_a_lower"] = 1.0
+    rec["frontier"] = [{"budget": 0, "radius": None, "radius_infinite": True}]
+    return raw, rec["id"]
+
+
 def test_infinite_radius_is_null_plus_flag() -> None:
-    raw = make_results(n_inputs=3)
-    rec = next(r for r in raw["inputs"] if r["frontier"])
-    rec["frontier"][0] = {"budget": 0, "radius": None, "radius_infinite": True}
+    raw, rid = with_infinite_radius(make_results(n_inputs=3))
     b = parse_results(_bytes(raw))
-    got = next(r for r in b.results.inputs if r.id == rec["id"])
+    got = next(r for r in b.results.inputs if r.id == rid)
     assert got.frontier[0].value == np.inf
+    raw["inputs"][[r["id"] for r in raw["inputs"]].index(rid)]["p_a_lower"] = 0.999
+    with pytest.raises(ValueError, match="exceeds the certified radius"):
+        parse_results(_bytes(raw))
 
 
 def test_criteria_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -119,13 +130,15 @@ def _sequential(raw: dict, bump: float = 0.0) -> dict:  # type: ignore[type-arg]
                          sequential={"confidence_bound": "beta-mixture-cs", "method": "anytime-valid CS",
                                      "prior": {"a": 0.5, "b": 0.5}, "alpha": raw["config"]["alpha"],
                                      "n_max": 1000, "chunk": 100, "points": [{"budget": 0, "radius": 0.1}]})
+    noise = HybridNoise(**raw["config"]["noise"])
     for rec in raw["inputs"]:
         bound = float(cs_lower(rec["counts"]["target"], rec["counts"]["n"], raw["config"]["alpha"], (0.5, 0.5)))
         rec["p_a_lower"] = min(1.0, bound + bump)
-        if rec["p_a_lower"] < rec["threshold"] and rec["frontier"]:  # keep decision and frontier consistent
-            rec.update(decision="abstain", correct=False, frontier=[])
-        elif rec["frontier"]:
-            rec["frontier"] = rec["frontier"][:1]
+        front = noise.frontier(rec["p_a_lower"], tau=rec["threshold"], max_budget=raw["config"]["max_budget"])
+        rec["frontier"] = [{"budget": d, "radius": r} for d, r in front]
+        rec["decision"] = rec["side"] if front else "abstain"
+        rec["correct"] = (rec["decision"] == "flag" and rec["label"] == 1) or (
+            rec["decision"] == "no-flag" and rec["label"] == 0)
     return raw
 
 
@@ -140,3 +153,25 @@ def test_sequential_results_are_checked_against_the_confidence_sequence() -> Non
         parse_results(_bytes(bad))
     rec = raw["inputs"][0]
     assert rec["p_a_lower"] <= float(clopper_pearson_lower(rec["counts"]["target"], rec["counts"]["n"], 0.001))
+
+
+def test_frontier_claims_are_checked_against_the_engine() -> None:
+    raw = make_results(n_inputs=30)
+    rec = next(r for r in raw["inputs"] if len(r["frontier"]) >= 2)
+    over = copy.deepcopy(raw)
+    target = next(r for r in over["inputs"] if r["id"] == rec["id"])
+    target["frontier"][1]["radius"] *= 1 + 1e-6
+    target["frontier"][0]["radius"] = max(target["frontier"][0]["radius"], target["frontier"][1]["radius"])
+    with pytest.raises(ValueError, match="exceeds the certified radius"):
+        parse_results(_bytes(over))
+    extra = copy.deepcopy(raw)
+    target = next(r for r in extra["inputs"] if r["id"] == rec["id"])
+    last = target["frontier"][-1]
+    target["frontier"].append({"budget": last["budget"] + 1, "radius": 0.0})
+    with pytest.raises(ValueError, match="does not certify it"):
+        parse_results(_bytes(extra))
+    under = copy.deepcopy(raw)
+    target = next(r for r in under["inputs"] if r["id"] == rec["id"])
+    for point in target["frontier"]:
+        point["radius"] *= 0.5  # conservative claims are fine
+    parse_results(_bytes(under))

@@ -217,9 +217,9 @@ def test_rendering_is_deterministic_and_escaped() -> None:
 
 
 def test_infinite_radius_renders_as_infinite() -> None:
-    raw = make_results(n_inputs=8)
-    rec = next(r for r in raw["inputs"] if r["frontier"] and r["correct"])
-    rec["frontier"] = [{"budget": 0, "radius": None, "radius_infinite": True}]
+    from tests.reports.test_bundle import with_infinite_radius
+
+    raw, _ = with_infinite_radius(make_results(n_inputs=8))
     bundle = parse_results(json.dumps(raw).encode())
     html = render_report(bundle, acceptance(bundle), None)
     assert "d=0: infinite" in html and "Unsigned draft" in html
