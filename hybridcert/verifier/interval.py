@@ -20,7 +20,7 @@ proven exactly too: the worst case is then 1 - A_inf for every eps.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -131,16 +131,28 @@ def _witness(atoms: ExactAtoms, j: int, p_a: Fraction, e: mpmath.mpf) -> mpmath.
         def f(t: mpmath.mpf) -> mpmath.mpf:
             return c0 + mp.fsum(c * mp.ncdf(t + o) for c, o in zip(clean, offs, strict=True)) - target
 
-        lo, hi = mp.mpf(-1), mp.mpf(1)
-        for _ in range(200):
-            if f(lo) < 0:
-                break
-            lo *= 2
-        for _ in range(200):
-            if f(hi) > 0:
-                break
-            hi *= 2
-        return mp.findroot(f, (lo, hi), solver="anderson", tol=mp.mpf(10) ** (-2 * _WITNESS_DPS + 10))
+        return root_of_increasing(f, mp.mpf(10) ** (5 - _WITNESS_DPS))
+
+
+def root_of_increasing(f: Callable[[mpmath.mpf], mpmath.mpf], tol: mpmath.mpf) -> mpmath.mpf:
+    """A root of an increasing function by bracket expansion from [-1, 1] and bisection to ``tol``
+    (relative to the bracket's size, absolute below 1). Slow but never leaves its bracket."""
+    lo, hi = mp.mpf(-1), mp.mpf(1)
+    for _ in range(1100):
+        if f(lo) < 0:
+            break
+        lo *= 2
+    for _ in range(1100):
+        if f(hi) > 0:
+            break
+        hi *= 2
+    while hi - lo > tol * max(1, abs(lo), abs(hi)):
+        mid = (lo + hi) / 2
+        if f(mid) < 0:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
 
 
 def _bounds_at(

@@ -26,7 +26,7 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-from hypothesis import HealthCheck, assume, given, seed, settings
+from hypothesis import HealthCheck, Phase, assume, given, seed, settings
 from hypothesis import strategies as st
 from mpmath import mp
 from scipy.special import ndtr
@@ -141,9 +141,12 @@ def prop_boundary(impl: Implementation, c: Config, p: float, d: int, tau: float,
     noise = _noise(impl, c)
     r = float(noise.certified_radius(p, budget=d, tau=tau))
     if 0.0 < r < math.inf:
-        w = float(noise.worst_case(p, budget=d, radius=r))
-        assert w >= tau, f"not certified at its own radius {r!r}: worst case {w!r} < tau"
-        above = r * (1 + 1e-6) + 1e-9 * c.sigma
+        # just below and just above: 1e-7 relative is far above both the radius's and the worst case's
+        # conservative rounding (~1e-10), so the exact worst case decides
+        below = max(0.0, r * (1 - 1e-7) - 1e-9 * c.sigma)
+        w = float(noise.worst_case(p, budget=d, radius=below))
+        assert w >= tau, f"not certified just below the radius {r!r} (at {below!r}: worst case {w!r} < tau)"
+        above = r * (1 + 1e-7) + 1e-9 * c.sigma
         w_above = float(noise.worst_case(p, budget=d, radius=above))
         assert w_above < tau, f"still certified just above the radius {r!r} (at {above!r}: {w_above!r})"
     elif r == 0.0:
@@ -271,15 +274,18 @@ def _specs(impl: Implementation, mc_samples: int) -> list[tuple[str, Callable[..
 
 
 def run_property(name: str, body: Callable[..., Any], strategies: dict[str, Any], max_examples: int,
-                 rng_seed: int) -> tuple[int, float, str | None]:
-    """Run one property with Hypothesis; return (examples run, largest error, the falsifying example or None)."""
+                 rng_seed: int, shrink: bool = False) -> tuple[int, float, str | None]:
+    """Run one property with Hypothesis; return (examples run, largest error, the falsifying example or None).
+
+    Without ``shrink`` the first falsifying example is reported as found (shrinking can take minutes)."""
+    phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])
     calls = 0
     worst = 0.0
     failure: list[str] = []
 
     @seed(rng_seed)
     @settings(max_examples=max_examples, deadline=None, database=None, derandomize=False, print_blob=False,
-              suppress_health_check=list(HealthCheck))
+              suppress_health_check=list(HealthCheck), phases=phases)
     @given(**strategies)
     def test(**kwargs: Any) -> None:
         nonlocal calls, worst

@@ -32,6 +32,7 @@ from mpmath import mp
 from sympy.stats import E, Normal, cdf, variance
 
 from hybridcert.verifier.impl import THEORY, Implementation
+from hybridcert.verifier.interval import root_of_increasing
 from hybridcert.verifier.result import CheckResult
 
 ACCURACY = 1e-8  # the theory promises 1e-9
@@ -222,8 +223,7 @@ def derived_worst_d1(der: Derivations, atoms: dict[str, Any], p_a: float, e_val:
     def f(uu: Any) -> Any:
         return atoms["c0"] + mp.fsum(c * f0(thr(uu, lk, ev)) for c, lk in zip(cs, lv, strict=True)) - mp.mpf(p_a)
 
-    lo, hi = min(lv) - 60 * ev - 60, max(lv) + 60 * ev + 60
-    uu = mp.findroot(f, (lo, hi), solver="anderson", tol=mp.mpf(10) ** (-2 * DPS + 20))
+    uu = root_of_increasing(f, mp.mpf(10) ** (5 - DPS))
     return mp.fsum(a * g0(thr(uu, lk, ev), ev) for a, lk in zip(as_, lv, strict=True))
 
 
