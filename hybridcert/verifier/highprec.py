@@ -26,7 +26,7 @@ from scipy.optimize import brentq
 from scipy.special import ndtr
 
 from hybridcert.verifier.impl import THEORY, Implementation
-from hybridcert.verifier.reference import NoiseParams, raw_outcomes
+from hybridcert.verifier.reference import NoiseParams, exact_atoms, knapsack, raw_outcomes
 from hybridcert.verifier.result import CheckResult
 
 DPS = 50
@@ -252,8 +252,12 @@ def random_cases(rng: np.random.Generator, n_worst: int, n_radius: int, max_budg
         if kernel == "uniform-other" and abs(beta - (v - 1) / v) < 0.05:
             beta = float(np.round(beta / 2, 6))  # keep the kernel informative
         sigma = float(np.round(rng.uniform(0.25, 1.5), 6))
-        p = float(np.round(rng.uniform(0.9, 0.9995), 8))
+        atoms = exact_atoms(kernel, v, beta, d)
+        c0 = float(atoms.c0)
+        p = float(np.round(c0 + (1 - c0) * rng.uniform(0.8, 0.9995), 8))  # above the ratio-0 mass
         tau = 0.5 if rng.random() < 0.5 else float(np.round(10 ** rng.uniform(-4, -1), 8))
+        if len(cases) >= n_worst and float(knapsack(atoms, Fraction(p))) <= tau * 1.01:
+            continue  # a radius case must be certified at eps = 0 (else its radius is 0)
         if len(cases) < n_worst:
             eps = float(np.round(rng.uniform(0.05, 1.2) * sigma, 6))
             cases.append(Case(NoiseParams(kernel, v, beta, sigma), p, d, eps, tau))

@@ -1,0 +1,59 @@
+"""The verifier can fail: a radius inflated by 1e-6, a dropped atom and a sign flip are each caught by the
+symbolic, high-precision and property checks and by the interval proof."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hybridcert.verifier.highprec import check_highprec, random_cases
+from hybridcert.verifier.impl import THEORY, Implementation
+from hybridcert.verifier.interval import prove_frontier
+from hybridcert.verifier.properties import check_properties
+from hybridcert.verifier.reference import NoiseParams
+from hybridcert.verifier.runner import Grid, check_interval
+from hybridcert.verifier.symbolic import check_symbolic
+from tests.verifier.broken import BROKEN
+
+IDS = list(BROKEN)
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_symbolic_catches(name: str) -> None:
+    result = check_symbolic(2, seed=7, impl=BROKEN[name])
+    assert not result.passed and result.failures
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_highprec_catches(name: str) -> None:
+    rng = np.random.default_rng(5)
+    cases = random_cases(rng, 0, 2) if name == "inflated" else random_cases(rng, 2, 0)
+    result = check_highprec(cases, impl=BROKEN[name])
+    assert not result.passed and result.failures
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_properties_catch(name: str) -> None:
+    result = check_properties(10, 11, mc_samples=4000, impl=BROKEN[name])
+    assert not result.passed
+    assert any(not d["passed"] and d["falsifying"] for d in result.details)
+
+
+@pytest.mark.parametrize("name", ["inflated", "flipped-sign"])
+def test_interval_check_catches(name: str) -> None:
+    result = check_interval(Grid("t", interval_configs=2, interval_max_budget=2), impl=BROKEN[name])
+    assert not result.passed
+
+
+def test_interval_proof_catches_a_dropped_atom() -> None:
+    """Dropping an atom over-states the worst case whenever the remaining clean mass still covers p_A."""
+    noise = NoiseParams("uniform-other", 3, 0.3, 1.0)
+    broken = _frontier(BROKEN["dropped-atom"], noise, 0.8, 0.1)
+    real = _frontier(THEORY, noise, 0.8, 0.1)
+    assert all(p.proved for p in prove_frontier(noise, 0.8, 0.1, real))
+    assert not all(p.proved for p in prove_frontier(noise, 0.8, 0.1, broken))
+
+
+def _frontier(impl: Implementation, noise: NoiseParams, p: float, tau: float) -> list[tuple[int, float]]:
+    n = impl.make_noise(noise.kernel, noise.vocab_size, noise.beta, noise.sigma)
+    return [(int(d), float(r)) for d, r in n.frontier(p, tau=tau, max_budget=2)]
