@@ -86,11 +86,12 @@ def _ends(x: mpmath.ctx_iv.ivmpf) -> tuple[mpmath.mpf, mpmath.mpf]:
 
 def phi_interval(x: mpmath.ctx_iv.ivmpf) -> mpmath.ctx_iv.ivmpf:
     """An interval that contains Phi(y) for every y in the interval x (monotonicity, see module doc)."""
-    a, b = _ends(x)
-    margin = mp.mpf(2) ** (16 - iv.prec)
-    lo = mp.ncdf(a) * (1 - margin)
-    hi = min(mp.mpf(1), mp.ncdf(b) * (1 + margin))
-    return iv.mpf([lo, hi])
+    with mp.workprec(iv.prec + 64):
+        a, b = _ends(x)
+        margin = mp.mpf(2) ** (16 - iv.prec)
+        lo = mp.ncdf(a) * (1 - margin)
+        hi = min(mp.mpf(1), mp.ncdf(b) * (1 + margin))
+        return iv.mpf([lo, hi])
 
 
 def _upper(x: mpmath.ctx_iv.ivmpf) -> mpmath.mpf:
