@@ -39,8 +39,8 @@ class Implementation:
     """Factories and functions of the theory under test (defaults: ``hybridcert.theory``)."""
 
     name: str = "hybridcert.theory"
-    noise: Callable[[str, int, float, float], NoiseLike] = HybridNoise
-    token_kernel: Callable[[str, int, float], KernelLike] = TokenKernel
+    noise: Callable[..., NoiseLike] = HybridNoise
+    token_kernel: Callable[..., KernelLike] = TokenKernel
     cohen_radius: Callable[..., Any] = cohen_radius
     cohen_worst_case: Callable[..., Any] = cohen_worst_case
     knapsack_worst_case: Callable[..., Any] = knapsack_worst_case

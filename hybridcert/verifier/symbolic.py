@@ -185,7 +185,8 @@ def _rhs_of(solution: Any) -> sp.Expr:
 
 
 def _mpfun(expr: sp.Expr, args: tuple[sp.Symbol, ...]) -> Callable[..., Any]:
-    return sp.lambdify(args, expr, modules="mpmath")
+    fn: Callable[..., Any] = sp.lambdify(args, expr, modules="mpmath")
+    return fn
 
 
 def numeric_atoms(der: Derivations, kernel: str, d: int, v: int, b: float) -> dict[str, Any]:

@@ -61,5 +61,7 @@ INFLATED = Implementation(
     cohen_radius=lambda p, s, tau=0.5: cohen_radius(p, s, tau) * (1 + INFLATION),
 )
 DROPPED_ATOM = Implementation(name="dropped atom", noise=DroppedAtomNoise, token_kernel=DroppedAtomKernel)
-FLIPPED_SIGN = Implementation(name="wrong sign of the log ratio", noise=FlippedSignNoise, token_kernel=FlippedSignKernel)
+FLIPPED_SIGN = Implementation(
+    name="wrong sign of the log ratio", noise=FlippedSignNoise, token_kernel=FlippedSignKernel
+)
 BROKEN = {"inflated": INFLATED, "dropped-atom": DROPPED_ATOM, "flipped-sign": FLIPPED_SIGN}
