@@ -44,8 +44,9 @@ class Atoms:
     attacked: NDArray[np.float64] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "clean", np.exp(self.log_clean))
-        object.__setattr__(self, "attacked", np.exp(self.log_attacked))
+        with np.errstate(under="ignore"):  # masses below ~1e-308 become 0: the solvers add slack for them
+            object.__setattr__(self, "clean", np.exp(self.log_clean))
+            object.__setattr__(self, "attacked", np.exp(self.log_attacked))
         for arr in (self.log_ratio, self.log_clean, self.log_attacked, self.clean, self.attacked):
             arr.setflags(write=False)
 

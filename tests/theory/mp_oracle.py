@@ -119,7 +119,7 @@ def knapsack(a: MpAtoms, p: mp.mpf) -> mp.mpf:
         return mp.mpf(0)
     left = p - a.c0
     adv = mp.mpf(0)
-    for lv, c, w in sorted(zip(a.levels, a.clean, a.attacked, strict=True), key=lambda t: t[0]):
+    for _lv, c, w in sorted(zip(a.levels, a.clean, a.attacked, strict=True), key=lambda t: t[0]):
         if left <= c:
             return adv + w * left / c
         adv += w
