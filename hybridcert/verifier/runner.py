@@ -36,7 +36,7 @@ class Grid:
     highprec_max_budget: int = 2
     property_examples: int = 20
     mc_samples: int = 10000
-    interval_configs: int = 6
+    interval_configs: int = 20
     interval_max_budget: int = 4
 
     @staticmethod
@@ -46,8 +46,8 @@ class Grid:
     @staticmethod
     def full(seed: int = 20261125) -> Grid:
         return Grid("full", seed, symbolic_points=25, highprec_worst_cases=12, highprec_radii=6,
-                    highprec_max_budget=3, property_examples=200, mc_samples=50000, interval_configs=40,
-                    interval_max_budget=8)
+                    highprec_max_budget=3, property_examples=200, mc_samples=50000, interval_configs=150,
+                    interval_max_budget=16)
 
 
 @dataclass
