@@ -204,7 +204,7 @@ def verify(
             if quick or full or check:
                 fail("--results proves a results file; --quick, --full and --check apply to the checks")
             loaded = load_results(results)
-            verification = verify_results(loaded, str(results))
+            verification = verify_results(loaded, str(results), progress=progress)
             data = verification.to_dict()
         else:
             unknown = [c for c in (check or []) if c not in CHECKS]

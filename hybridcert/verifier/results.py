@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +25,7 @@ SCHEMA = "hybridcert/results/v1"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, strict=False)
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, strict=True)
 
 
 class NoiseConfig(_Model):
@@ -171,13 +172,16 @@ class ResultsVerification:
         }
 
 
-def verify_results(results: ResultsFile, source: str = "results") -> ResultsVerification:
+def verify_results(results: ResultsFile, source: str = "results",
+                   progress: Callable[[str], None] | None = None) -> ResultsVerification:
     """Prove every frontier entry of every input (THEORY 4, 6); nothing here trusts the file's numbers."""
     n = results.config.noise
     noise = NoiseParams(n.kernel, n.vocab_size, n.beta, n.sigma)
     out = ResultsVerification(source, noise)
     for index, record in enumerate(results.inputs):
         ident = str(record.id) if record.id is not None else f"#{index}"
+        if progress:
+            progress(f"input {index + 1}/{len(results.inputs)} ({ident}): {len(record.frontier)} certificates")
         entries = [(e.budget, math.inf if e.radius_infinite else float(e.radius or 0.0)) for e in record.frontier]
         for proof in prove_frontier(noise, record.p_a_lower, record.threshold, entries):
             out.certificates.append(CertificateProof(index, ident, proof))

@@ -79,6 +79,7 @@ def test_html_report_for_results(results_path: Path, tmp_path: Path) -> None:
         (lambda d: d["inputs"][2]["frontier"][0].update(radius=-1.0), "inputs[2] (id x0002).frontier[0].radius"),
         (lambda d: d["inputs"][0]["frontier"][0].update(radius=None), "radius_infinite is not true"),
         (lambda d: d["inputs"][0].update(threshold=1.5), "inputs[0] (id x0000).threshold"),
+        (lambda d: d["inputs"][3].update(p_a_lower="0.9"), "inputs[3] (id x0003).p_a_lower"),
         (lambda d: d["config"]["noise"].update(kernel="gaussian"), "config.noise.kernel"),
         (lambda d: d["config"]["noise"].pop("sigma"), "config.noise.sigma"),
         (lambda d: d.update(inputs="none"), "inputs"),
