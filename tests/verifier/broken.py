@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,18 @@ class InflatedNoise(HybridNoise):
         return [(d, r * (1 + INFLATION)) for d, r in super().frontier(p_a, tau=tau, max_budget=max_budget)]
 
 
+def _errors(a: Atoms, per_atom: Callable[[np.ndarray], np.ndarray]) -> dict[str, Any]:
+    """The theory's rounding-error fields (THEORY 6), rearranged like the atoms when they are per atom."""
+    out: dict[str, Any] = {}
+    for name in ("level_error", "clean_error", "attacked_error"):
+        if hasattr(a, name):
+            arr = np.asarray(getattr(a, name))
+            out[name] = per_atom(arr) if arr.size == a.size and a.size > 1 else arr.copy()
+    if hasattr(a, "special_error"):
+        out["special_error"] = a.special_error
+    return out
+
+
 class DroppedAtomKernel(TokenKernel):
     """Atoms with the middle atom (ratio 1 for the uniform kernels) dropped, when there are at least two."""
 
@@ -31,7 +44,7 @@ class DroppedAtomKernel(TokenKernel):
             return a
         k = a.size // 2
         return Atoms(a.budget, np.delete(a.log_ratio, k), np.delete(a.log_clean, k), np.delete(a.log_attacked, k),
-                     a.clean_zero_ratio, a.attacked_infinite_ratio)
+                     a.clean_zero_ratio, a.attacked_infinite_ratio, **_errors(a, lambda x: np.delete(x, k)))
 
 
 class FlippedSignKernel(TokenKernel):
@@ -40,7 +53,7 @@ class FlippedSignKernel(TokenKernel):
     def atoms(self, budget: int) -> Atoms:
         a = super().atoms(budget)
         return Atoms(a.budget, -a.log_ratio[::-1].copy(), a.log_clean[::-1].copy(), a.log_attacked[::-1].copy(),
-                     a.clean_zero_ratio, a.attacked_infinite_ratio)
+                     a.clean_zero_ratio, a.attacked_infinite_ratio, **_errors(a, lambda x: x[::-1].copy()))
 
 
 class DroppedAtomNoise(HybridNoise):
