@@ -247,6 +247,14 @@ def prove_worst_case(
     ``radius`` = inf claims every radius (only provable when p_a = 1). The proof never uses
     ``hybridcert.theory``.
     """
+    if not (isinstance(p_a, int | float) and 0.0 <= p_a <= 1.0):
+        raise ValueError(f"p_a must lie in [0, 1], got {p_a!r}")
+    if not (isinstance(tau, int | float) and 0.0 < tau < 1.0):
+        raise ValueError(f"tau must lie in (0, 1), got {tau!r}")
+    if not (isinstance(radius, int | float) and radius >= 0.0):
+        raise ValueError(f"radius must be >= 0 (or inf), got {radius!r}")
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+        raise ValueError(f"budget must be an integer >= 0, got {budget!r}")
     p = Fraction(p_a)
     t_exact = Fraction(tau)
     atoms = exact_atoms(noise.kernel, noise.vocab_size, noise.beta, budget)
