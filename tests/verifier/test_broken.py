@@ -3,6 +3,8 @@ symbolic, high-precision and property checks and by the interval proof."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -57,3 +59,26 @@ def test_interval_proof_catches_a_dropped_atom() -> None:
 def _frontier(impl: Implementation, noise: NoiseParams, p: float, tau: float) -> list[tuple[int, float]]:
     n = impl.make_noise(noise.kernel, noise.vocab_size, noise.beta, noise.sigma)
     return [(int(d), float(r)) for d, r in n.frontier(p, tau=tau, max_budget=2)]
+
+
+def test_cli_exits_1_and_names_the_failures(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`hybridcert verify` against a broken theory: exit 1, FAIL in the table, each failure named, in HTML too."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from hybridcert.cli import app
+    from hybridcert.verifier import runner
+
+    real = runner.run_verification
+    monkeypatch.setattr(runner, "run_verification", lambda grid, **kw: real(grid, impl=BROKEN["inflated"], **kw))
+    page = tmp_path / "fail.html"
+    res = CliRunner().invoke(app, ["verify", "--check", "interval", "--html", str(page)])
+    assert res.exit_code == 1
+    assert "FAIL" in res.stdout and "FAILED interval:" in res.stdout
+    assert "NOT" not in res.stderr and "Traceback" not in res.stdout
+    html = page.read_text()
+    assert "FAIL" in html and "failing case" in html
+    res = CliRunner().invoke(app, ["verify", "--check", "interval", "--json"])
+    data = json.loads(res.stdout)
+    assert res.exit_code == 1 and not data["passed"] and data["checks"][0]["n_failures"] > 0
