@@ -62,6 +62,7 @@ class Derivations:
     limits: tuple[sp.Expr, sp.Expr, sp.Expr]  # lim e->0 of Phi-terms below, above and at the boundary
     absorb_radius: sp.Expr  # in p, tau, sigma, beta, d
     budget_symbol: sp.Symbol
+    fg_d1: dict[str, tuple[sp.Expr, sp.Expr]]  # kernel -> (F(u), G(u)) for d = 1, in u, e, V, beta
 
     def describe(self) -> list[dict[str, str]]:
         return [
@@ -73,6 +74,8 @@ class Derivations:
             {"what": "Cohen radius", "expression": str(self.cohen_radius)},
             {"what": "limits e -> 0 (below, above, at the boundary)", "expression": str(self.limits)},
             {"what": "absorb radius", "expression": str(self.absorb_radius)},
+        ] + [
+            {"what": f"{k}, d = 1: F(u) ; G(u)", "expression": f"{f} ; {g}"} for k, (f, g) in self.fg_d1.items()
         ] + [
             {"what": f"{k} atoms d={d}: sums to 1 under both laws", "expression": str(ok)}
             for (k, d), ok in self.sums_to_one.items()
@@ -154,8 +157,23 @@ def derive() -> Derivations:
     u_abs = sp.solve(sp.Eq(f_abs, p), u)[0]
     e_abs = sp.solve(sp.Eq(sp.simplify(g_abs.subs(u, u_abs)), tau), e)
     absorb_radius = sp.simplify(sigma * e_abs[0])
+    # F and G for d = 1: each atom's region {U <= threshold(l = log(attacked / clean))}; an atom with attacked
+    # mass 0 is wholly in the set (l -> -oo), one with clean mass 0 never (l -> +oo)
+    fg_d1: dict[str, tuple[sp.Expr, sp.Expr]] = {}
+    for kernel in KERNELS:
+        f_expr, g_expr = sp.Integer(0), sp.Integer(0)
+        for c, a in atoms[(kernel, 1)]:
+            if c == 0:
+                continue
+            if a == 0:
+                f_expr += c
+                continue
+            thr_k = threshold.subs(lvl, sp.log(a / c))
+            f_expr += c * cdf0(thr_k)
+            g_expr += a * cdf1(thr_k)
+        fg_d1[kernel] = (f_expr, g_expr)
     return Derivations(llr, law_clean, law_attacked, cdf0, cdf1, threshold, worst_d0, radius, atoms, sums,
-                       (below, above, at), absorb_radius, dd)
+                       (below, above, at), absorb_radius, dd, fg_d1)
 
 
 def _limit_of_cdf(cdf0: sp.Lambda, x: sp.Symbol, argument: sp.Expr) -> sp.Expr:
@@ -213,19 +231,14 @@ def numeric_atoms(der: Derivations, kernel: str, d: int, v: int, b: float) -> di
             "c0": c0, "a_inf": a_inf}
 
 
-def derived_worst_d1(der: Derivations, atoms: dict[str, Any], p_a: float, e_val: float) -> Any:
-    """p_adv for d = 1 from the derived F and G: solve F(u) = p_A, return G(u) (50 digits)."""
-    thr = _mpfun(der.region_threshold, (u, lvl, e))
-    f0 = _mpfun(der.cdf_clean(sp.Symbol("x")), (sp.Symbol("x"),))
-    g0 = _mpfun(der.cdf_attacked(sp.Symbol("x")).subs(e, sp.Symbol("ee")), (sp.Symbol("x"), sp.Symbol("ee")))
-    ev = mp.mpf(e_val)
-    lv, cs, as_ = atoms["level"], atoms["clean"], atoms["attacked"]
-
-    def f(uu: Any) -> Any:
-        return atoms["c0"] + mp.fsum(c * f0(thr(uu, lk, ev)) for c, lk in zip(cs, lv, strict=True)) - mp.mpf(p_a)
-
-    uu = root_of_increasing(f, mp.mpf(10) ** (5 - DPS))
-    return mp.fsum(a * g0(thr(uu, lk, ev), ev) for a, lk in zip(as_, lv, strict=True))
+def derived_worst_d1(der: Derivations, kernel: str, v: int, b: float, p_a: float, e_val: Any) -> Any:
+    """p_adv for d = 1 from the derived expressions F(u) and G(u): solve F(u) = p_A, return G(u) (50 digits)."""
+    f_expr, g_expr = der.fg_d1[kernel]
+    args = (u, e, V, beta)
+    f_fn, g_fn = _mpfun(f_expr, args), _mpfun(g_expr, args)
+    b_exact = mp.mpf(sp.Rational(b).p) / sp.Rational(b).q
+    uu = root_of_increasing(lambda x: f_fn(x, e_val, v, b_exact) - mp.mpf(p_a), mp.mpf(10) ** (5 - DPS))
+    return g_fn(uu, e_val, v, b_exact)
 
 
 def derived_knapsack_d1(der: Derivations, atoms: dict[str, Any], p_a: float) -> Any:
@@ -320,7 +333,7 @@ def check_symbolic(points: int, seed: int, impl: Implementation = THEORY,
             if p_a > atoms1["c0"]:
                 _compare(result, f"{where}: worst_case(d=1, eps={eps_val:.6g}) vs derived F, G",
                          float(noise.worst_case(p_a, budget=1, radius=eps_val)),
-                         derived_worst_d1(der, atoms1, p_a, e_exact))
+                         derived_worst_d1(der, kernel, v, b, p_a, e_exact))
             knap = derived_knapsack_d1(der, atoms1, p_a)
             _compare(result, f"{where}: worst_case(d=1, eps=0) vs derived e -> 0 limit",
                      float(noise.worst_case(p_a, budget=1, radius=0.0)), knap)
