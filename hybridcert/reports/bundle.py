@@ -3,13 +3,14 @@
 This module is the ONE place where the report side states what it reads from ``results.json`` (contract:
 docs/results-format.md, schema ``hybridcert/results/v1``). When the audit runner's own models
 (``hybridcert.audits.results``) are merged, point ``SCHEMAS`` at them or subclass them here; nothing else in
-``hybridcert.reports`` looks at raw JSON.
+``hybridcert.reports`` parses results.json.
 
 Guarantees of :func:`load_results`: the file is valid JSON with no NaN/infinity and no integer above 2^53
 (so RFC 8785 canonical bytes exist), every field the report renders is present and in range, and each
 input is internally consistent (decision vs. frontier, ``correct`` vs. label, frontier budgets contiguous
 from 0 with non-increasing radii, THEORY 4; ``p_a_lower`` not above the confidence bound of its own counts,
-THEORY 5; no frontier claiming more than ``HybridNoise.frontier`` recomputes from ``p_a_lower``, THEORY 6). Unknown fields are kept (``extra="allow"``) and stay in the canonical bytes.
+THEORY 5; no frontier claiming more than ``HybridNoise.frontier`` recomputes from ``p_a_lower``, THEORY 6).
+Unknown fields are kept (``extra="allow"``) and stay in the canonical bytes.
 """
 
 from __future__ import annotations

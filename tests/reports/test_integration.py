@@ -45,3 +45,28 @@ def test_change_history_from_compare_renders(signed: SignedReport, tmp_path: Pat
     assert history["previous_report_id"] == signed.report_id
     assert signed.report_id in html and f"<strong>{history['verdict']}</strong>" in html
     assert html.count("<tr><td class=\"num\">") >= len(history["deltas"]) > 0
+
+
+def test_verifier_html_report_is_signed_the_same_way(tmp_path: Path, identity: Identity) -> None:
+    """`hybridcert verify --results --html` (the verifier's report), then `report --sign-html`, then
+    `verify-report`: the verifier's report gets the same PAdES + DSSE treatment."""
+    from typer.testing import CliRunner
+
+    from hybridcert.cli import app
+
+    folder = tmp_path / "vout"
+    write_results(folder, make_results(n_inputs=6))
+    run = CliRunner().invoke(app, ["verify", "--results", str(folder / "results.json"), "--html",
+                                   str(folder / "verification.html"), "--json"])
+    assert run.exit_code == 0, run.stdout
+    (folder / "verification.json").write_text(run.stdout)
+    run = CliRunner().invoke(app, ["report", str(folder), "--identity", str(identity.dsse_key.parent),
+                                   "--sign-html", "verification.html", "--attach", "verification.json",
+                                   "--attach", "results.json"])
+    assert run.exit_code == 0, run.stdout + run.stderr
+    run = CliRunner().invoke(app, ["verify-report", str(folder), "--trust", str(identity.pades_cert)])
+    assert run.exit_code == 0, run.stdout
+    assert "PASS  PAdES verification.pdf" in run.stdout and "PASS  sha256 results.json" in run.stdout
+    (folder / "verification.html").write_text((folder / "verification.html").read_text().replace("PASS", "FAIL"))
+    run = CliRunner().invoke(app, ["verify-report", str(folder), "--trust", str(identity.pades_cert)])
+    assert run.exit_code == 1 and "FAIL  sha256 verification.html" in run.stdout
