@@ -1,0 +1,486 @@
+"""The certify loop (THEORY 4 and 5) with an append-only log, resume, and ``results.json``.
+
+Per input: n0 selection samples pick the side (flag when the estimate of P[f = 1] is >= tau, unless a target
+class is fixed), n fresh samples count the target class, the one-sided Clopper-Pearson bound at alpha gives
+p_a_lower, and the theory engine turns it into the frontier d -> r*(d) against the side's threshold (tau, or
+the smallest float above 1 - tau on the no-flag side). With probability >= 1 - alpha over the sampling, each
+input's certificate holds for the smoothed filter (THEORY 5).
+
+Sampling modes (THEORY 5): ``one-pass`` noises every eligible position once, so every budget shares one
+bound at the full alpha. ``per-budget`` draws one pass per budget d with d noised positions (the whole text
+for l0), each at alpha / (D + 1) (Bonferroni); entry d of the frontier then certifies the smoothed filter of
+pass d.
+
+Checkpointing: every finished input is appended to ``OUT/results.log.jsonl`` (flushed and fsynced) after a
+header line holding the configuration hash; ``resume`` continues a killed audit from that log (a torn last
+line is dropped), and because every sample is seeded by (seed, input id, stream, chunk), the final
+``results.json`` equals the one of an uninterrupted run. ``results.json`` is written last, atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hybridcert import __version__
+from hybridcert.audits.config import AuditSpec, FilterSpec, load_vocabulary
+from hybridcert.audits.dataset import AuditInput, Dataset, load_manifest
+from hybridcert.audits.filters import Filter
+from hybridcert.audits.results import (
+    AuditConfig,
+    AuditResults,
+    Counts,
+    DatasetInfo,
+    Decision,
+    FrontierPoint,
+    InputResult,
+    ModelInfo,
+    NoiseConfig,
+    ThreatModelConfig,
+    ToolInfo,
+    aggregate,
+    canonical_dumps,
+    write_json_atomic,
+)
+from hybridcert.audits.samplers import ESTIMATE, SELECT, HybridSampler, ImageNoise, TokenNoise, chunks
+from hybridcert.theory import HybridNoise, ThreatModel, clopper_pearson_lower
+
+LOG_NAME = "results.log.jsonl"
+RESULTS_NAME = "results.json"
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; otherwise the named device (ValueError when unusable)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"run.device: unknown device {name!r}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"run.device: {name!r} requested but CUDA is not available")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"run.device: unsupported device {name!r}")
+    return device
+
+
+def load_filter(spec: FilterSpec, base: AuditSpec, device: torch.device, amp: bool) -> tuple[Filter, ModelInfo]:
+    """Build the filter named by ``[filter]`` (the single dispatch point; ``type = "module"`` for now)."""
+    from hybridcert.audits.adapters.module import ModuleFilter
+
+    weights = base.path(spec.weights)
+    filt = ModuleFilter.load(spec.class_path, weights, spec.init_kwargs, device=device,
+                             target_index=spec.target_index, amp=amp)
+    assert filt.weights_sha256 is not None
+    info = ModelInfo(name=spec.name or spec.class_path, version=spec.version, sha256=filt.weights_sha256,
+                     class_path=spec.class_path, type=spec.type)
+    return filt, info
+
+
+@dataclass
+class Audit:
+    """A fully validated audit: nothing has been written yet."""
+
+    spec: AuditSpec
+    filter: Filter
+    model: ModelInfo
+    dataset: Dataset
+    dataset_info: DatasetInfo
+    config: AuditConfig
+    device: torch.device
+    threat: ThreatModel
+    noise: HybridNoise
+    sampler: HybridSampler
+    batch_size: int
+    wave: int
+    _memo: dict[tuple[float, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    @property
+    def config_hash(self) -> str:
+        payload = {"config": self.config.model_dump(mode="json"), "model": self.model.model_dump(mode="json"),
+                   "dataset": self.dataset_info.model_dump(mode="json")}
+        return hashlib.sha256(canonical_dumps(payload).encode()).hexdigest()
+
+
+def prepare(spec: AuditSpec, device: str | None = None, batch_size: int | None = None,
+            filt: tuple[Filter, ModelInfo] | None = None) -> Audit:
+    """Validate the whole audit (filter, dataset, noise) before anything runs or is written."""
+    dev = resolve_device(device or spec.run.device)
+    alphabet = spec.tokens.alphabet_ids()
+    threat = ThreatModel(spec.threat_model.kind, spec.threat_model.span)
+    noise = HybridNoise(spec.noise.kernel, len(alphabet), spec.noise.beta, spec.noise.sigma)
+    token_noise = TokenNoise.make(spec.noise.kernel, alphabet, spec.noise.beta, spec.tokens.mask_id, dev)
+    alphabet_set = set(alphabet)
+
+    def check_tokens(tokens: tuple[int, ...]) -> None:
+        start, stop = threat.noised_positions(len(tokens))  # raises for a suffix span longer than the text
+        if threat.kind == "suffix-append":
+            return
+        outside = [t for t in tokens[start:stop] if t not in alphabet_set]
+        if outside:
+            raise ValueError(f"token id {outside[0]} at a noised position is not in the alphabet")
+
+    vocabulary = load_vocabulary(spec.path(spec.tokens.vocabulary)) if spec.tokens.vocabulary else None
+    manifest = spec.path(spec.dataset.manifest)
+    dataset = load_manifest(manifest, spec.dataset.image_shape, spec.tokens.model_vocab_size, vocabulary,
+                            check_tokens)
+    filter_and_info = filt if filt is not None else load_filter(spec.filter, spec, dev, spec.run.amp)
+    c = spec.certify
+    if c.sampling == "one-pass":
+        testing = "one sampling pass with every eligible position noised: every budget shares one bound"
+    else:
+        testing = (f"one sampling pass per budget d = 0..{c.max_budget} with d positions noised; alpha split "
+                   f"over the {c.max_budget + 1} passes (Bonferroni): alpha / {c.max_budget + 1} each")
+    config = AuditConfig(
+        noise=NoiseConfig(kernel=spec.noise.kernel, vocab_size=len(alphabet), beta=spec.noise.beta,
+                          sigma=spec.noise.sigma, mask_id=spec.tokens.mask_id,
+                          alphabet_sha256=hashlib.sha256(json.dumps(sorted(alphabet)).encode()).hexdigest()),
+        threat_model=ThreatModelConfig(kind=threat.kind, span=threat.span, pad_id=spec.tokens.pad_id),
+        pixel_space=spec.noise.pixel_space, clamp=spec.noise.clamp, tau=c.tau, alpha=c.alpha, n0=c.n0, n=c.n,
+        seed=str(spec.seed), sampling=c.sampling, max_budget=c.max_budget, target_class=c.target_class,
+        chunk_size=c.chunk_size, multiple_testing=testing, radii=list(c.radii),
+    )
+    dataset_info = DatasetInfo(name=spec.dataset.name or manifest.stem, version=spec.dataset.version,
+                               sha256=dataset.manifest_sha256, n_inputs=len(dataset.inputs),
+                               content_sha256=dataset.content_sha256)
+    sampler = HybridSampler(token_noise, ImageNoise(spec.noise.sigma, spec.noise.clamp, spec.noise.pixel_space),
+                            spec.seed, c.chunk_size)
+    return Audit(spec, filter_and_info[0], filter_and_info[1], dataset, dataset_info, config, dev, threat, noise,
+                 sampler, batch_size or spec.run.batch_size, spec.run.wave)
+
+
+# ------------------------------------------------------------------------------------------------------
+# sampling
+# ------------------------------------------------------------------------------------------------------
+
+
+def _clean_tokens(audit: Audit, item: AuditInput) -> torch.Tensor:
+    tokens = list(item.tokens)
+    if audit.threat.kind == "suffix-append":
+        assert audit.spec.tokens.pad_id is not None and audit.threat.span is not None
+        tokens += [audit.spec.tokens.pad_id] * audit.threat.span
+    return torch.tensor(tokens, dtype=torch.int64, device=audit.device)
+
+
+def count_class_one(audit: Audit, item: AuditInput, stream: int, count: int, span: tuple[int, int]) -> int:
+    """Number of the ``count`` noisy samples of ``stream`` on which the filter says class 1."""
+    if count == 0:
+        return 0
+    tokens = _clean_tokens(audit, item)
+    image = torch.from_numpy(item.image).to(audit.device)
+    pending_t: list[torch.Tensor] = []
+    pending_i: list[torch.Tensor] = []
+    buffered = 0
+    total = 0
+
+    def run(toks: torch.Tensor, imgs: torch.Tensor) -> int:
+        out = audit.filter(toks, imgs)
+        return int(out.sum().item())
+
+    for chunk, size in chunks(count, audit.sampler.chunk_size):
+        toks, imgs = audit.sampler.draw(item.id, tokens, image, span, stream, chunk, size)
+        pending_t.append(toks)
+        pending_i.append(imgs)
+        buffered += size
+        if buffered >= audit.batch_size:
+            all_t, all_i = torch.cat(pending_t), torch.cat(pending_i)
+            full = (buffered // audit.batch_size) * audit.batch_size
+            for s in range(0, full, audit.batch_size):
+                total += run(all_t[s:s + audit.batch_size], all_i[s:s + audit.batch_size])
+            pending_t, pending_i = [all_t[full:]], [all_i[full:]]
+            buffered -= full
+    if buffered:
+        total += run(torch.cat(pending_t), torch.cat(pending_i))
+    return total
+
+
+def _budget_span(audit: Audit, full: tuple[int, int], d: int) -> tuple[int, int]:
+    """Per-budget mode: the d noised positions of pass d (the whole text for l0)."""
+    start, stop = full
+    if audit.threat.kind == "suffix-append":
+        return (start, start + d)
+    if audit.threat.kind == "suffix-inplace":
+        return (stop - d, stop)
+    return full
+
+
+@dataclass
+class _Counted:
+    item: AuditInput
+    max_budget: int
+    selection_ones: int | None
+    target_class: int
+    targets: list[int]  # one count (one-pass) or one per budget (per-budget)
+    seconds: float
+
+
+def _count_input(audit: Audit, item: AuditInput) -> _Counted:
+    start_time = time.perf_counter()
+    c = audit.spec.certify
+    full = audit.threat.noised_positions(len(item.tokens))
+    max_budget = min(c.max_budget, full[1] - full[0])
+    selection_ones: int | None = None
+    if c.target_class is not None:
+        target_class = c.target_class
+    else:
+        selection_ones = count_class_one(audit, item, SELECT, c.n0, full)
+        target_class = 1 if selection_ones / c.n0 >= c.tau else 0
+    if c.sampling == "one-pass":
+        ones = [count_class_one(audit, item, ESTIMATE, c.n, full)]
+    else:
+        ones = [count_class_one(audit, item, ESTIMATE + d, c.n, _budget_span(audit, full, d))
+                for d in range(max_budget + 1)]
+    targets = ones if target_class == 1 else [c.n - k for k in ones]
+    return _Counted(item, max_budget, selection_ones, target_class, targets, time.perf_counter() - start_time)
+
+
+# ------------------------------------------------------------------------------------------------------
+# certificates
+# ------------------------------------------------------------------------------------------------------
+
+
+def side_threshold(tau: float, target_class: int) -> float:
+    """tau on the flag side; the smallest float strictly above 1 - tau on the no-flag side (THEORY 4)."""
+    return tau if target_class == 1 else float(np.nextafter(1.0 - tau, 2.0))
+
+
+def _effective_alpha(audit: Audit) -> float:
+    c = audit.spec.certify
+    return c.alpha if c.sampling == "one-pass" else c.alpha / (c.max_budget + 1)
+
+
+def _fill_memo(audit: Audit, needed: set[tuple[float, int]]) -> None:
+    """Frontier rows for every (threshold, count) not yet known, one vectorised theory call per threshold.
+
+    The theory engine computes each p_a independently, so the rows do not depend on which counts share a
+    call (checked by the batch-size and resume tests).
+    """
+    missing = sorted(needed - set(audit._memo))
+    c = audit.spec.certify
+    for threshold in sorted({t for t, _ in missing}):
+        ks = np.array([k for t, k in missing if t == threshold], dtype=np.int64)
+        p = clopper_pearson_lower(ks, c.n, _effective_alpha(audit))
+        radii, mask = audit.noise.frontier_radii(p, tau=threshold, max_budget=c.max_budget)
+        for i, k in enumerate(ks):
+            audit._memo[(threshold, int(k))] = (radii[i], mask[i])
+
+
+def _point(d: int, r: float) -> FrontierPoint:
+    if np.isinf(r):
+        return FrontierPoint(budget=d, radius=None, radius_infinite=True)
+    return FrontierPoint(budget=d, radius=float(r))
+
+
+def _certify(audit: Audit, counted: _Counted, share_seconds: float) -> InputResult:
+    c = audit.spec.certify
+    threshold = side_threshold(c.tau, counted.target_class)
+    frontier: list[FrontierPoint] = []
+    p_lowers = [float(clopper_pearson_lower(k, c.n, _effective_alpha(audit))) for k in counted.targets]
+    if c.sampling == "one-pass":
+        radii, mask = audit._memo[(threshold, counted.targets[0])]
+        for d in range(counted.max_budget + 1):
+            if not mask[d]:
+                break
+            frontier.append(_point(d, float(radii[d])))
+    else:
+        prev = np.inf
+        for d in range(counted.max_budget + 1):
+            radii, mask = audit._memo[(threshold, counted.targets[d])]
+            if not mask[d]:
+                break
+            prev = min(prev, float(radii[d]))
+            frontier.append(_point(d, prev))
+    decision: Decision = ("flag" if counted.target_class == 1 else "no-flag") if frontier else "abstain"
+    label = counted.item.label
+    correct = decision != "abstain" and (decision == "flag") == (label == 1)
+    return InputResult(
+        id=counted.item.id, label=label, group=counted.item.group,
+        counts=Counts(n0=c.n0 if c.target_class is None else 0, n=c.n, target=counted.targets[0],
+                      selection_target=(None if counted.selection_ones is None else
+                                        (counted.selection_ones if counted.target_class == 1
+                                         else c.n0 - counted.selection_ones)),
+                      target_per_budget=counted.targets if c.sampling == "per-budget" else None),
+        target_class=counted.target_class, side="flag" if counted.target_class == 1 else "no-flag",
+        threshold=threshold, p_a_lower=p_lowers[0],
+        p_a_lower_per_budget=p_lowers if c.sampling == "per-budget" else None,
+        decision=decision, correct=correct, max_budget=counted.max_budget, frontier=frontier,
+        seconds=round(counted.seconds + share_seconds, 6),
+    )
+
+
+def certify_inputs(audit: Audit, items: list[AuditInput]) -> list[InputResult]:
+    """Sample and certify a group of inputs (results in the order given)."""
+    counted = [_count_input(audit, item) for item in items]
+    start = time.perf_counter()
+    needed = {(side_threshold(audit.spec.certify.tau, x.target_class), k) for x in counted for k in x.targets}
+    _fill_memo(audit, needed)
+    share = (time.perf_counter() - start) / max(len(counted), 1)
+    return [_certify(audit, x, share) for x in counted]
+
+
+# ------------------------------------------------------------------------------------------------------
+# log, resume, results
+# ------------------------------------------------------------------------------------------------------
+
+
+def _append_line(fh: Any, obj: Any) -> None:
+    fh.write(canonical_dumps(obj) + "\n")
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
+def read_log(path: Path, config_hash: str, known_ids: set[str]) -> dict[str, InputResult]:
+    """The inputs already finished in a log; drops a torn last line; refuses another audit's log."""
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    complete = lines[:-1]  # after the last newline: empty, or a torn write
+    if not complete:
+        return {}
+    try:
+        header = json.loads(complete[0])
+    except json.JSONDecodeError:
+        raise ValueError(f"{path}: the first line is not an audit log header") from None
+    if not isinstance(header, dict) or header.get("type") != "header":
+        raise ValueError(f"{path}: the first line is not an audit log header")
+    if header.get("config_hash") != config_hash:
+        raise ValueError(f"{path} was written by a different audit (config, filter or dataset changed): "
+                         "cannot resume it; use a new --out")
+    done: dict[str, InputResult] = {}
+    for number, raw in enumerate(complete[1:], start=2):
+        try:
+            obj = json.loads(raw)
+            result = InputResult.model_validate(obj["result"])
+        except Exception:
+            raise ValueError(f"{path}:{number}: corrupt log line") from None
+        if result.id not in known_ids:
+            raise ValueError(f"{path}:{number}: input {result.id!r} is not in the dataset")
+        if result.id in done:
+            raise ValueError(f"{path}:{number}: input {result.id!r} logged twice")
+        done[result.id] = result
+    if lines[-1]:
+        # a torn last line (the process died mid-write): cut it so the log stays line-aligned
+        with path.open("r+b") as fh:
+            fh.truncate(len(data) - len(lines[-1]))
+            fh.flush()
+            os.fsync(fh.fileno())
+    return done
+
+
+def _revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and len(sha) == 40 else None
+
+
+def _environment(audit: Audit) -> dict[str, Any]:
+    return {"python": platform.python_version(), "platform": platform.platform(),
+            "packages": {"torch": torch.__version__, "numpy": np.__version__},
+            "device": str(audit.device), "batch_size": audit.batch_size, "amp": audit.spec.run.amp,
+            "torch_threads": torch.get_num_threads()}
+
+
+def check_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix audits: an existing log needs --resume (continue) or --overwrite (start again)."""
+    log_path, results_path = out_dir / LOG_NAME, out_dir / RESULTS_NAME
+    if resume and overwrite:
+        raise ValueError("give --resume or --overwrite, not both")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} exists and is not a folder")
+    if resume and not log_path.is_file():
+        raise ValueError(f"--resume: no audit log {log_path} to continue")
+    if not resume and not overwrite and (log_path.exists() or results_path.exists()):
+        raise ValueError(f"{out_dir} already holds an audit; pass --resume to continue it, --overwrite to "
+                         "start again, or choose another --out")
+
+
+def audit_from_file(config: Path, out_dir: Path, resume: bool = False, overwrite: bool = False,
+                    device: str | None = None, batch_size: int | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> AuditResults:
+    """``hybridcert audit``: validate everything first (nothing is written on bad input), then run."""
+    from hybridcert.audits.config import load_spec
+
+    check_out_dir(Path(out_dir), resume, overwrite)
+    audit = prepare(load_spec(config), device=device, batch_size=batch_size)
+    return run_audit(audit, out_dir, resume=resume, overwrite=overwrite, progress=progress)
+
+
+def summary_rows(results: AuditResults) -> tuple[list[float], list[tuple[int, list[float]]]]:
+    """(radii, [(budget, certified rate at each radius)]) from the aggregates, for a summary table."""
+    radii = list(results.config.radii)
+    rows: dict[int, list[float]] = {}
+    for cell in results.aggregates.certified:
+        rows.setdefault(cell.budget, []).append(cell.rate)
+    return radii, sorted(rows.items())
+
+
+def run_audit(
+    audit: Audit,
+    out_dir: Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> AuditResults:
+    """Certify every input, appending each to the log as it finishes; write ``results.json`` at the end."""
+    threads = torch.get_num_threads()
+    if audit.spec.run.threads is not None:
+        torch.set_num_threads(audit.spec.run.threads)
+    try:
+        return _run_audit(audit, Path(out_dir), resume, overwrite, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_audit(
+    audit: Audit, out_dir: Path, resume: bool, overwrite: bool, progress: Callable[[int, int], None] | None
+) -> AuditResults:
+    log_path, results_path = out_dir / LOG_NAME, out_dir / RESULTS_NAME
+    check_out_dir(out_dir, resume, overwrite)
+    ids = [item.id for item in audit.dataset.inputs]
+    done: dict[str, InputResult] = {}
+    if resume:
+        done = read_log(log_path, audit.config_hash, set(ids))
+    else:
+        results_path.unlink(missing_ok=True)
+        log_path.unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    header_needed = not log_path.is_file() or log_path.stat().st_size == 0
+    todo = [item for item in audit.dataset.inputs if item.id not in done]
+    total = len(ids)
+    if progress:
+        progress(len(done), total)
+    with log_path.open("a", encoding="utf-8") as fh:
+        if header_needed:
+            _append_line(fh, {"type": "header", "schema": "hybridcert/audit-log/v1", "config_hash": audit.config_hash,
+                              "config": audit.config.model_dump(mode="json")})
+        for start in range(0, len(todo), audit.wave):
+            for result in certify_inputs(audit, todo[start:start + audit.wave]):
+                _append_line(fh, {"type": "input", "result": result.model_dump(mode="json")})
+                done[result.id] = result
+                if progress:
+                    progress(len(done), total)
+    inputs = [done[i] for i in ids]
+    results = AuditResults(
+        tool=ToolInfo(version=__version__, revision=_revision()),
+        created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        config=audit.config, model=audit.model, dataset=audit.dataset_info, inputs=inputs,
+        aggregates=aggregate(inputs, audit.spec.certify.max_budget, audit.spec.certify.radii),
+        environment=_environment(audit),
+    )
+    write_json_atomic(results_path, results.to_json_obj())
+    return results
