@@ -120,7 +120,7 @@ class CertifySpec(_Spec):
     sampling: Literal["one-pass", "per-budget"] = "one-pass"
     max_budget: int = Field(default=4, ge=0, le=256)
     target_class: Literal[0, 1] | None = None
-    chunk_size: int = Field(default=256, ge=1, le=1 << 20)
+    chunk_size: int = Field(default=1024, ge=1, le=1 << 20)
     radii: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 1.0])
 
     @model_validator(mode="after")

@@ -57,7 +57,7 @@ class AuditConfig(_Model):
     sampling: Literal["one-pass", "per-budget"] = "one-pass"
     max_budget: int
     target_class: int | None = None
-    chunk_size: int = 256
+    chunk_size: int = 1024
     confidence_bound: str = "clopper-pearson"
     multiple_testing: str
     radii: list[float] = Field(default_factory=list)

@@ -26,6 +26,7 @@ import platform
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -322,7 +323,11 @@ def _certify(audit: Audit, counted: _Counted, share_seconds: float) -> InputResu
 
 def certify_inputs(audit: Audit, items: list[AuditInput]) -> list[InputResult]:
     """Sample and certify a group of inputs (results in the order given)."""
-    counted = [_count_input(audit, item) for item in items]
+    return _certify_counted(audit, [_count_input(audit, item) for item in items])
+
+
+def _certify_counted(audit: Audit, counted: list[_Counted]) -> list[InputResult]:
+    """Certificates for counted inputs: one vectorised theory call per side for the counts not yet known."""
     start = time.perf_counter()
     needed = {(side_threshold(audit.spec.certify.tau, x.target_class), k) for x in counted for k in x.targets}
     _fill_memo(audit, needed)
@@ -376,6 +381,15 @@ def read_log(path: Path, config_hash: str, known_ids: set[str]) -> dict[str, Inp
             fh.flush()
             os.fsync(fh.fileno())
     return done
+
+
+def _log_results(fh: Any, results: list[InputResult], done: dict[str, InputResult], total: int,
+                 progress: Callable[[int, int], None] | None) -> None:
+    for result in results:
+        _append_line(fh, {"type": "input", "result": result.model_dump(mode="json")})
+        done[result.id] = result
+        if progress:
+            progress(len(done), total)
 
 
 def _revision() -> str | None:
@@ -468,12 +482,17 @@ def _run_audit(
         if header_needed:
             _append_line(fh, {"type": "header", "schema": "hybridcert/audit-log/v1", "config_hash": audit.config_hash,
                               "config": audit.config.model_dump(mode="json")})
-        for start in range(0, len(todo), audit.wave):
-            for result in certify_inputs(audit, todo[start:start + audit.wave]):
-                _append_line(fh, {"type": "input", "result": result.model_dump(mode="json")})
-                done[result.id] = result
-                if progress:
-                    progress(len(done), total)
+        # Pipeline: the certificates of one wave are computed in a worker thread while the next wave is
+        # sampled (the theory engine and the filter then use different cores); lines are logged in order.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="certify") as pool:
+            pending: Future[list[InputResult]] | None = None
+            for start in range(0, len(todo), audit.wave):
+                counted = [_count_input(audit, item) for item in todo[start:start + audit.wave]]
+                if pending is not None:
+                    _log_results(fh, pending.result(), done, total, progress)
+                pending = pool.submit(_certify_counted, audit, counted)
+            if pending is not None:
+                _log_results(fh, pending.result(), done, total, progress)
     inputs = [done[i] for i in ids]
     results = AuditResults(
         tool=ToolInfo(version=__version__, revision=_revision()),

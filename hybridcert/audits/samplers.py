@@ -179,7 +179,7 @@ class HybridSampler:
     tokens: TokenNoise
     image: ImageNoise
     audit_seed: int
-    chunk_size: int = 256
+    chunk_size: int = 1024
 
     def draw(
         self, input_id: str, clean_tokens: torch.Tensor, clean_image: torch.Tensor, span: tuple[int, int],
