@@ -23,7 +23,7 @@ from hybridcert.audits.demo.model import DemoFilterNet
 from hybridcert.audits.samplers import ImageNoise, TokenNoise
 
 TRAIN_SEED = 1234
-EPOCHS = 40
+EPOCHS = 30
 REPEATS = 4
 BATCH = 128
 
