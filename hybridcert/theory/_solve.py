@@ -182,17 +182,18 @@ def clean_side(
     s = t[:, None] + _offsets(prep, j, e)
     slope_f = (prep.clean * _pdf(s)).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        # the residual vanishes where the widened test flips, so Newton aims at the safe edge itself
         if not upper:
             f = prep.c0 + (prep.clean * ndtr(s)).sum(axis=1)
             safe = f * (1.0 + ETA) + prep.slack <= p
             z = ndtri(np.minimum(f, 1.0))
-            res = z - ndtri(p)
+            res = z - ndtri((p - prep.slack) / (1.0 + ETA))
         else:
             q = 1.0 - p
             qf = (prep.clean * ndtr(-s)).sum(axis=1)
             safe = qf * (1.0 - ETA) - prep.slack >= q
             z = -ndtri(np.minimum(qf, 1.0))
-            res = ndtri(q) + z
+            res = ndtri(np.minimum((q + prep.slack) / (1.0 - ETA), 1.0)) + z
         dres = slope_f / _pdf(z)
     return safe, res, dres
 
@@ -276,14 +277,14 @@ def radius_side(
         safe = (g * (1.0 - ETA) - prep.slack >= tau) & ok
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             z = ndtri(np.minimum(g, 1.0))
-            res = ndtri(tau) - z
+            res = ndtri(min((tau + prep.slack) / (1.0 - ETA), 1.0)) - z
             dres = -dg_de / _pdf(z)
     else:
         gc = prep.a_inf + (prep.attacked * ndtr(-sg)).sum(axis=1)
         safe = (gc * (1.0 + ETA) + prep.slack <= 1.0 - tau) & ok
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             z = ndtri(np.minimum(gc, 1.0))
-            res = z - ndtri(1.0 - tau)
+            res = z - ndtri(((1.0 - tau) - prep.slack) / (1.0 + ETA))
             dres = -dg_de / _pdf(z)
     return safe, res, dres, t_new
 
@@ -333,42 +334,46 @@ def find_boundary(
 
     ``evaluate(x, idx)`` says which x are safe and gives a residual increasing through x* with its slope.
     Newton steps are taken when they stay inside the bracket and shrink it, bisection otherwise; near the
-    edge a step is pushed past x* by tol so that the bracket closes from both sides. Only points evaluated
-    as safe are returned (``lo_verified`` declares the initial ``lo`` safe). ``ok`` is False where no safe
-    point was found even after widening the bracket downwards.
+    edge a step is pushed past x* by tol so that the bracket closes from both sides. A safe point from which
+    Newton puts the edge less than tol away also ends the search (accuracy; soundness needs only "safe").
+    Only points evaluated as safe are returned (``lo_verified`` declares the initial ``lo`` safe). ``ok`` is
+    False where no safe point was found even after widening the bracket downwards.
     """
     lo, hi = lo.astype(np.float64).copy(), hi.astype(np.float64).copy()
     width0 = np.maximum(hi - lo, 1.0)
     verified = np.full(lo.shape, lo_verified, dtype=bool)
     x = np.where((x0 > lo) & (x0 < hi), x0, lo + 0.5 * (hi - lo))
-    stall = np.zeros(lo.shape, dtype=np.int64)
+    last_step = hi - lo  # rtsafe: a Newton step must at least halve the step before the last one
+    prev_step = hi - lo
+    converged = np.zeros(lo.shape, dtype=bool)  # safe, and Newton puts the edge within tol above it
     for _ in range(_MAX_ITER):
         tol = tol_abs + tol_rel * np.maximum(np.abs(lo), np.abs(hi))
-        done = verified & (hi - lo <= tol)
+        done = verified & ((hi - lo <= tol) | converged)
         idx = np.flatnonzero(~done)
         if idx.size == 0:
             break
         xi = x[idx]
         safe, res, dres = evaluate(xi, idx)
-        old_width = hi[idx] - lo[idx]
         lo_i = np.where(safe, xi, lo[idx])
         hi_i = np.where(safe, hi[idx], xi)
         ver_i = verified[idx] | safe
+        t_i = tol[idx]
         # nothing safe yet and the bracket collapsed: widen downwards
-        lost = ~ver_i & (hi_i - lo_i <= tol[idx])
+        lost = ~ver_i & (hi_i - lo_i <= t_i)
         width0[idx] = np.where(lost, 2.0 * width0[idx], width0[idx])
         lo_i = np.where(lost, lo_i - width0[idx], lo_i)
         lo[idx], hi[idx], verified[idx] = lo_i, hi_i, ver_i
-        stall_i = np.where(hi_i - lo_i > 0.5 * old_width, stall[idx] + 1, 0)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             xn = xi - res / dres
-        t_i = tol[idx]
+        converged[idx] = safe & np.isfinite(xn) & (xn - xi <= t_i)
+        # push past the edge by tol so that the bracket closes from both sides
         xn = np.where(safe, np.maximum(xn, xi + t_i), np.minimum(xn, xi - t_i))
-        good = np.isfinite(xn) & (xn > lo_i) & (xn < hi_i) & (stall_i < 3)
+        step = np.abs(xn - xi)
+        good = np.isfinite(xn) & (xn > lo_i) & (xn < hi_i) & (step <= 0.5 * prev_step[idx])
         mid = lo_i + 0.5 * (hi_i - lo_i)
-        close = hi_i - lo_i <= tol[idx]
         xn = np.where(good, xn, mid)
-        xn = np.where(close & ~ver_i, lo_i, xn)  # confirm the low end before stopping
-        stall[idx] = np.where(good, stall_i, 0)
+        xn = np.where(~ver_i & (hi_i - lo_i <= t_i), lo_i, xn)  # confirm the low end before stopping
+        prev_step[idx] = last_step[idx]
+        last_step[idx] = np.abs(xn - xi)
         x[idx] = xn
     return lo, verified

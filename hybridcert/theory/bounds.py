@@ -31,7 +31,8 @@ def clopper_pearson_lower(successes: ArrayLike, trials: ArrayLike, alpha: float)
 def clopper_pearson_upper(successes: ArrayLike, trials: ArrayLike, alpha: float) -> NDArray[np.float64]:
     """One-sided Clopper-Pearson upper bound: P[p <= bound] >= 1 - alpha; 1 when k = n, rounded up."""
     k, n = _check_counts(successes, trials)
-    return 1.0 - clopper_pearson_lower(n - k, n, alpha)
+    upper: NDArray[np.float64] = np.minimum(np.nextafter(1.0 - clopper_pearson_lower(n - k, n, alpha), 2.0), 1.0)
+    return upper
 
 
 def _check_counts(successes: ArrayLike, trials: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

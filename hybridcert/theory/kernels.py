@@ -44,8 +44,9 @@ class Atoms:
     attacked: NDArray[np.float64] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "clean", np.exp(self.log_clean))
-        object.__setattr__(self, "attacked", np.exp(self.log_attacked))
+        with np.errstate(under="ignore"):  # masses below ~1e-308 become 0: the solvers add slack for them
+            object.__setattr__(self, "clean", np.exp(self.log_clean))
+            object.__setattr__(self, "attacked", np.exp(self.log_attacked))
         for arr in (self.log_ratio, self.log_clean, self.log_attacked, self.clean, self.attacked):
             arr.setflags(write=False)
 
@@ -156,7 +157,9 @@ def _atoms(log_masses: tuple[float, float, float], d: int) -> Atoms:
     levels, starts = np.unique(keys[by_key], return_index=True)
     merged_c = _segment_logsumexp(lc[by_key], starts)
     merged_a = _segment_logsumexp(la[by_key], starts)
-    log_ratio = levels.astype(np.float64) * log_rho
+    log_ratio = np.zeros(levels.shape)
+    nonzero = levels != 0  # (only level 0 exists when a or b has mass 0: no 0 * inf)
+    log_ratio[nonzero] = levels[nonzero] * log_rho
     order = np.argsort(log_ratio)
     return Atoms(d, log_ratio[order], merged_c[order], merged_a[order], c0, a_inf)
 
