@@ -196,14 +196,15 @@ def count_class_one(audit: Audit, item: AuditInput, stream: int, count: int, spa
         pending_i.append(imgs)
         buffered += size
         if buffered >= audit.batch_size:
-            all_t, all_i = torch.cat(pending_t), torch.cat(pending_i)
+            all_t, all_i = (toks, imgs) if len(pending_t) == 1 else (torch.cat(pending_t), torch.cat(pending_i))
             full = (buffered // audit.batch_size) * audit.batch_size
             for s in range(0, full, audit.batch_size):
                 total += run(all_t[s:s + audit.batch_size], all_i[s:s + audit.batch_size])
-            pending_t, pending_i = [all_t[full:]], [all_i[full:]]
             buffered -= full
+            pending_t, pending_i = ([all_t[full:]], [all_i[full:]]) if buffered else ([], [])
     if buffered:
-        total += run(torch.cat(pending_t), torch.cat(pending_i))
+        total += run(torch.cat(pending_t) if len(pending_t) > 1 else pending_t[0],
+                     torch.cat(pending_i) if len(pending_i) > 1 else pending_i[0])
     return total
 
 

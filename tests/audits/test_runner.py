@@ -203,3 +203,23 @@ def test_results_file_is_canonical(make_spec: SpecMaker, tmp_path: Path) -> None
     assert raw == canonical_dumps(json.loads(raw)) + "\n"
     assert load_results(tmp_path / "c" / RESULTS_NAME).config.n == 200
     assert not list((tmp_path / "c").glob(".results.json.*"))
+
+
+def test_cli_audit_json_and_device_auto(write_config: Callable[..., Path], tmp_path: Path) -> None:
+    import torch
+    from typer.testing import CliRunner
+
+    from hybridcert.audits.runner import resolve_device
+    from hybridcert.cli import app
+
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    config = write_config(run={"device": "auto"})
+    result = CliRunner().invoke(app, ["audit", "--config", str(config), "--out", str(tmp_path / "o"), "--json",
+                                      "--batch-size", "100"])
+    assert result.exit_code == 0, result.stderr
+    agg = json.loads(result.stdout)
+    res = load_results(tmp_path / "o" / RESULTS_NAME)
+    assert agg == res.aggregates.model_dump(mode="json") and agg["n_inputs"] == 6
+    assert res.environment["batch_size"] == 100 and res.environment["device"] == str(resolve_device("auto"))
+    result = CliRunner().invoke(app, ["audit", "--config", str(config), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "already holds an audit" in result.stderr
