@@ -181,6 +181,7 @@ def count_class_one(audit: Audit, item: AuditInput, stream: int, count: int, spa
         return 0
     tokens = _clean_tokens(audit, item)
     image = torch.from_numpy(item.image).to(audit.device)
+    clean_index = audit.sampler.clean_index(tokens, span)
     pending_t: list[torch.Tensor] = []
     pending_i: list[torch.Tensor] = []
     buffered = 0
@@ -191,7 +192,7 @@ def count_class_one(audit: Audit, item: AuditInput, stream: int, count: int, spa
         return int(out.sum().item())
 
     for chunk, size in chunks(count, audit.sampler.chunk_size):
-        toks, imgs = audit.sampler.draw(item.id, tokens, image, span, stream, chunk, size)
+        toks, imgs = audit.sampler.draw(item.id, tokens, image, span, stream, chunk, size, clean_index)
         pending_t.append(toks)
         pending_i.append(imgs)
         buffered += size
@@ -352,6 +353,12 @@ def read_log(path: Path, config_hash: str, known_ids: set[str]) -> dict[str, Inp
     data = path.read_bytes()
     lines = data.split(b"\n")
     complete = lines[:-1]  # after the last newline: empty, or a torn write
+    if lines[-1]:
+        # a torn last line (the process died mid-write): cut it so the log stays line-aligned
+        with path.open("r+b") as fh:
+            fh.truncate(len(data) - len(lines[-1]))
+            fh.flush()
+            os.fsync(fh.fileno())
     if not complete:
         return {}
     try:
@@ -375,12 +382,6 @@ def read_log(path: Path, config_hash: str, known_ids: set[str]) -> dict[str, Inp
         if result.id in done:
             raise ValueError(f"{path}:{number}: input {result.id!r} logged twice")
         done[result.id] = result
-    if lines[-1]:
-        # a torn last line (the process died mid-write): cut it so the log stays line-aligned
-        with path.open("r+b") as fh:
-            fh.truncate(len(data) - len(lines[-1]))
-            fh.flush()
-            os.fsync(fh.fileno())
     return done
 
 

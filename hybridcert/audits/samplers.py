@@ -181,19 +181,24 @@ class HybridSampler:
     audit_seed: int
     chunk_size: int = 1024
 
+    def clean_index(self, clean_tokens: torch.Tensor, span: tuple[int, int]) -> torch.Tensor | None:
+        """Alphabet index of the clean tokens at the noised positions (None when the kernel needs none)."""
+        if self.tokens.kernel == "absorb" or span[1] <= span[0]:
+            return None
+        return self.tokens.alphabet_index(clean_tokens[span[0]:span[1]].contiguous())
+
     def draw(
         self, input_id: str, clean_tokens: torch.Tensor, clean_image: torch.Tensor, span: tuple[int, int],
-        stream: int, chunk: int, count: int,
+        stream: int, chunk: int, count: int, clean_index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``count`` noisy samples (tokens [count, L], images [count, C, H, W]) of chunk ``chunk``.
 
         ``clean_tokens`` [L] and ``clean_image`` [C, H, W] live on the sampling device; ``span`` is the
-        half-open range of noised positions.
+        half-open range of noised positions; ``clean_index`` (from ``clean_index``) saves a lookup per chunk.
         """
         gen = chunk_generator(self.audit_seed, input_id, stream, chunk, clean_tokens.device)
-        clean_index = None
-        if self.tokens.kernel != "absorb" and span[1] > span[0]:
-            clean_index = self.tokens.alphabet_index(clean_tokens[span[0]:span[1]].contiguous())
+        if clean_index is None:
+            clean_index = self.clean_index(clean_tokens, span)
         toks = self.tokens.apply(clean_tokens.unsqueeze(0).expand(count, -1), span[0], span[1], gen, clean_index)
         imgs = self.image.apply(clean_image.unsqueeze(0).expand((count, *clean_image.shape)), gen)
         return toks, imgs

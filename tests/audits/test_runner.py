@@ -223,3 +223,15 @@ def test_cli_audit_json_and_device_auto(write_config: Callable[..., Path], tmp_p
     assert res.environment["batch_size"] == 100 and res.environment["device"] == str(resolve_device("auto"))
     result = CliRunner().invoke(app, ["audit", "--config", str(config), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "already holds an audit" in result.stderr
+
+
+def test_a_torn_header_is_started_again(make_spec: SpecMaker, tmp_path: Path) -> None:
+    spec = make_spec()
+    full = run(spec, tmp_path / "full")
+    part = tmp_path / "part"
+    part.mkdir()
+    (part / LOG_NAME).write_bytes(b'{"type":"hea')  # killed while writing the header
+    resumed = run(spec, part, resume=True)
+    assert same(full, resumed)
+    lines = (part / LOG_NAME).read_text(encoding="utf-8").splitlines()
+    assert json.loads(lines[0])["type"] == "header" and len(lines) == 7
