@@ -145,10 +145,15 @@ class DatasetSpec(_Spec):
         return self
 
 
-class FilterSpec(_Spec):
-    type: Literal["module"] = "module"
-    class_path: str
-    weights: str
+class FilterSpec(BaseModel):
+    """``[filter]``: ``type`` picks the adapter; other adapter types may bring their own fields (extra fields are
+    kept and checked by the adapter: ``runner.build_filter`` refuses unknown ones for ``type = "module"``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "module"
+    class_path: str | None = None
+    weights: str | None = None
     init_kwargs: dict[str, Any] = Field(default_factory=dict)
     target_index: int = Field(default=1, ge=0)
     name: str | None = None

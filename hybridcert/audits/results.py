@@ -58,6 +58,8 @@ class AuditConfig(_Model):
     max_budget: int
     target_class: int | None = None
     chunk_size: int = 1024
+    sampling_device: str = "cpu"  # device type of the random streams: CPU and CUDA streams differ
+    amp: bool = False  # mixed precision in the filter can change decisions
     confidence_bound: str = "clopper-pearson"
     multiple_testing: str
     radii: list[float] = Field(default_factory=list)

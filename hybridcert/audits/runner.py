@@ -77,10 +77,18 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def load_filter(spec: FilterSpec, base: AuditSpec, device: torch.device, amp: bool) -> tuple[Filter, ModelInfo]:
-    """Build the filter named by ``[filter]`` (the single dispatch point; ``type = "module"`` for now)."""
+def build_filter(spec: FilterSpec, base: AuditSpec, device: torch.device, amp: bool) -> tuple[Filter, ModelInfo]:
+    """Build the filter named by ``[filter]``: the single dispatch point on ``type`` (only ``"module"`` for now;
+    point this at ``hybridcert.audits.filters.load_filter`` once that dispatcher exists)."""
     from hybridcert.audits.adapters.module import ModuleFilter
 
+    if spec.type != "module":
+        raise ValueError(f"filter.type: unsupported filter type {spec.type!r} (supported: module)")
+    extra = sorted(spec.model_extra or {})
+    if extra:
+        raise ValueError(f"filter.{extra[0]}: unknown field for type = \"module\"")
+    if not spec.class_path or not spec.weights:
+        raise ValueError("filter: type = \"module\" needs class_path and weights")
     weights = base.path(spec.weights)
     filt = ModuleFilter.load(spec.class_path, weights, spec.init_kwargs, device=device,
                              target_index=spec.target_index, amp=amp)
@@ -137,7 +145,7 @@ def prepare(spec: AuditSpec, device: str | None = None, batch_size: int | None =
     manifest = spec.path(spec.dataset.manifest)
     dataset = load_manifest(manifest, spec.dataset.image_shape, spec.tokens.model_vocab_size, vocabulary,
                             check_tokens)
-    filter_and_info = filt if filt is not None else load_filter(spec.filter, spec, dev, spec.run.amp)
+    filter_and_info = filt if filt is not None else build_filter(spec.filter, spec, dev, spec.run.amp)
     c = spec.certify
     if c.sampling == "one-pass":
         testing = "one sampling pass with every eligible position noised: every budget shares one bound"
@@ -151,7 +159,8 @@ def prepare(spec: AuditSpec, device: str | None = None, batch_size: int | None =
         threat_model=ThreatModelConfig(kind=threat.kind, span=threat.span, pad_id=spec.tokens.pad_id),
         pixel_space=spec.noise.pixel_space, clamp=spec.noise.clamp, tau=c.tau, alpha=c.alpha, n0=c.n0, n=c.n,
         seed=str(spec.seed), sampling=c.sampling, max_budget=c.max_budget, target_class=c.target_class,
-        chunk_size=c.chunk_size, multiple_testing=testing, radii=list(c.radii),
+        chunk_size=c.chunk_size, multiple_testing=testing, radii=list(c.radii), sampling_device=dev.type,
+        amp=spec.run.amp,
     )
     dataset_info = DatasetInfo(name=spec.dataset.name or manifest.stem, version=spec.dataset.version,
                                sha256=dataset.manifest_sha256, n_inputs=len(dataset.inputs),

@@ -156,3 +156,15 @@ def test_manifest_hash_covers_the_images(tmp_path: Path) -> None:
     assert first.manifest_sha256 == second.manifest_sha256
     assert first.content_sha256 != second.content_sha256
     assert float(second.inputs[0].image[0, 0, 0]) == 0.5
+
+
+@pytest.mark.parametrize(
+    ("updates", "fragment"),
+    [
+        ({"filter": {"type": "onnx"}}, "filter.type: unsupported filter type 'onnx'"),
+        ({"filter": {"weigths": "x.safetensors"}}, "filter.weigths: unknown field"),
+        ({"filter": {"class_path": ""}}, "needs class_path and weights"),
+    ],
+)
+def test_bad_filter_section(write_config: ConfigWriter, tmp_path: Path, updates: dict, fragment: str) -> None:
+    expect_error(write_config, tmp_path, [fragment], **updates)
