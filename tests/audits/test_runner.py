@@ -235,3 +235,21 @@ def test_a_torn_header_is_started_again(make_spec: SpecMaker, tmp_path: Path) ->
     assert same(full, resumed)
     lines = (part / LOG_NAME).read_text(encoding="utf-8").splitlines()
     assert json.loads(lines[0])["type"] == "header" and len(lines) == 7
+
+
+def test_any_split_of_the_inputs_gives_the_same_per_input_results(
+    make_spec: SpecMaker, demo_base: tuple[Path, dict], tmp_path: Path
+) -> None:
+    root, _ = demo_base
+    full = run(make_spec(), tmp_path / "full")
+    lines = (root / "data" / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
+    # a shard holding inputs 4, 1 (in another order), as another worker would get them
+    shard = root / "data" / f"shard-{tmp_path.name}.jsonl"
+    shard.write_text(lines[4] + "\n" + lines[1] + "\n", encoding="utf-8")
+    part = run(make_spec(dataset={"manifest": str(shard)}), tmp_path / "shard")
+    by_id = {i["id"]: i for i in full["inputs"]}
+    assert [i["id"] for i in part["inputs"]] == [json.loads(lines[4])["id"], json.loads(lines[1])["id"]]
+    for item in part["inputs"]:
+        a = {k: v for k, v in item.items() if k != "seconds"}
+        b = {k: v for k, v in by_id[item["id"]].items() if k != "seconds"}
+        assert a == b
