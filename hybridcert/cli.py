@@ -277,6 +277,141 @@ def demo(
 # ------------------------------------------------------------------------------------------------------
 
 
+@app.command()
+def compare(
+    baseline: Annotated[Path, typer.Argument(help="Baseline audit: a folder holding results.json, or the file.")],
+    candidate: Annotated[Path, typer.Argument(help="Candidate audit (after the model change), same forms.")],
+    max_drop: Annotated[
+        str | None, typer.Option("--max-drop", help="Largest allowed drop in certified rate at a gate point (0..1).")
+    ] = None,
+    alpha_gate: Annotated[
+        float | None, typer.Option("--alpha-gate", help="Fail only drops whose exact McNemar p-value is below this.")
+    ] = None,
+    at: Annotated[
+        list[str] | None, typer.Option("--at", help="Gate point d:eps, repeatable (default: every grid point).")
+    ] = None,
+    budgets: Annotated[str | None, typer.Option(help="Grid budgets, comma separated (default 0..max).")] = None,
+    radii: Annotated[str | None, typer.Option(help="Grid radii, comma separated (default: round steps).")] = None,
+    ci_level: Annotated[float, typer.Option("--ci-level", help="Confidence level of the rate intervals.")] = 0.95,
+    allow_config_change: Annotated[
+        bool, typer.Option("--allow-config-change", help="Compare even if certificate fields differ.")
+    ] = False,
+    trust: Annotated[
+        Path | None, typer.Option(help="Trust anchor: verify both audits' signatures with it first.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+    out_json: Annotated[
+        Path | None, typer.Option("--out-json", help="Write the comparison (change-history section) to a file.")
+    ] = None,
+    show: Annotated[int, typer.Option(help="List at most this many lost / gained inputs in the table output.")] = 20,
+) -> None:
+    """Regression gate: compare two audits of a filter; exit 0 pass, 1 regression, 2 usage / incomparable /
+    tampered. Fails when, at some gate point, the certified rate drops by more than --max-drop (default 0) and,
+    with --alpha-gate, the exact McNemar p-value is below it."""
+    from hybridcert.audits import compare as cmp
+
+    with user_errors():
+        if show < 0:
+            fail(f"--show must be >= 0, got {show}")
+        gate = cmp.Gate(
+            max_drop=cmp.as_fraction("--max-drop", max_drop if max_drop is not None else "0"),
+            alpha=alpha_gate,
+            points=tuple(cmp.Point.parse(a) for a in at) if at else None,
+        )
+        result = cmp.compare_paths(
+            baseline, candidate, gate, trust=trust, budgets=_int_list("--budgets", budgets),
+            radii=_float_list("--radii", radii), ci_level=ci_level, allow_config_change=allow_config_change,
+        )
+        if out_json is not None:
+            out_json.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    if as_json:
+        print_json(result)
+    else:
+        _print_comparison(result, show)
+    raise typer.Exit(EXIT_OK if result["verdict"] == "pass" else EXIT_FAILED)
+
+
+def _int_list(name: str, text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise ValueError(f"{name}: expected comma-separated integers, got {text!r}") from exc
+    if not values or min(values) < 0:
+        raise ValueError(f"{name}: expected integers >= 0, got {text!r}")
+    return values
+
+
+def _float_list(name: str, text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise ValueError(f"{name}: expected comma-separated numbers, got {text!r}") from exc
+    if not values or not all(math.isfinite(v) and v >= 0 for v in values):
+        raise ValueError(f"{name}: expected finite numbers >= 0, got {text!r}")
+    return values
+
+
+def _print_comparison(res: dict[str, Any], show: int) -> None:
+    base, cand = res["baseline"], res["candidate"]
+    for role, a in (("baseline", base), ("candidate", cand)):
+        model = a.get("model") or {}
+        out.print(
+            f"{role}: {a['path']} ({model.get('name')} {model.get('version')}, {a['n_inputs']} inputs, "
+            f"{a['signature']})", markup=False,
+        )
+    for change in res["config_changes"]:
+        out.print(f"config change allowed: {change['field']} {change['baseline']} -> {change['candidate']}",
+                  markup=False)
+    level = f"{100 * res['gate']['ci_level']:g}% CI"
+    table = Table("d", "eps", f"before [{level}]", f"after [{level}]", "delta", "lost", "gained", "McNemar p",
+                  "gate", box=None, pad_edge=False)
+    for row in res["grid"]:
+        verdict = ("FAIL" if row["failed"] else "ok") if row["gated"] else "-"
+        table.add_row(
+            str(row["budget"]), f"{row['radius']:g}",
+            f"{row['before']:.3f} [{row['before_ci'][0]:.3f}, {row['before_ci'][1]:.3f}]",
+            f"{row['after']:.3f} [{row['after_ci'][0]:.3f}, {row['after_ci'][1]:.3f}]",
+            f"{row['delta']:+.3f}", str(row["lost"]), str(row["gained"]), f"{row['p_value']:.3g}", verdict,
+        )
+    Console(highlight=False, width=max(out.width, 160)).print(table)  # natural width: rows never wrap
+    for key, title in (("lost", "lost a certificate"), ("gained", "gained a certificate")):
+        entries = res[key]
+        if not entries:
+            continue
+        out.print(f"{len(entries)} input(s) {title} at a gate point (certified radius r*(d) before -> after):")
+        for e in entries[:show]:
+            radii = ", ".join(
+                f"d={b['budget']}: {_radius_text(b)} -> {_radius_text(a)}"
+                for b, a in zip(e["radii_before"], e["radii_after"], strict=True)
+            )
+            out.print(f"  {e['id']} (label {e['label']}, {e['decision_before']} -> {e['decision_after']}): {radii}",
+                      markup=False)
+        if len(entries) > show:
+            out.print(f"  ... and {len(entries) - show} more (--json lists all)")
+    for key, title in (("only_in_baseline", "only in the baseline"), ("only_in_candidate", "only in the candidate")):
+        if res[key]:
+            out.print(f"{len(res[key])} input(s) {title}: {', '.join(res[key][:show])}", markup=False)
+    g = res["gate"]
+    alpha = f", alpha {g['alpha']:g}" if g["alpha"] is not None else ""
+    out.print(f"gate ({len(g['points'])} point(s), max_drop {g['max_drop']:g}{alpha}): {g['rule']}", markup=False)
+    if res["verdict"] == "pass":
+        out.print("PASS: no gate point regressed", markup=False)
+    else:
+        out.print(f"FAIL: {len(res['reasons'])} gate point(s) regressed", markup=False)
+        for reason in res["reasons"]:
+            out.print(f"  {reason}", markup=False)
+
+
+def _radius_text(entry: dict[str, Any]) -> str:
+    if entry.get("radius_infinite"):
+        return "inf"
+    return "-" if entry["radius"] is None else f"{entry['radius']:.3f}"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script; usage errors exit with 2."""
     try:

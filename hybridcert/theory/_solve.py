@@ -9,8 +9,9 @@ boundary keeps s_k accurate when e is tiny and the (l_j - l_k)/e are huge.
   F(t) = C0 + sum_k c_k Phi(s_k)          clean mass of the set,    Q = 1 - F = sum_k c_k Phi(-s_k)
   G(t) = sum_k a_k Phi(s_k - e)           attacked mass of the set, 1 - G = A_inf + sum_k a_k Phi(e - s_k)
 
-Soundness (THEORY 6): every float evaluation is widened by a relative margin ``ETA`` (covering the
-rounding of the log-space masses, of ``ndtr`` and of the sums) before it decides a side, and the solvers
+Soundness (THEORY 6): every float evaluation carries a running bound on its rounding error (the atoms'
+mass and level errors from ``Atoms``, the error of each argument s_k propagated through Phi with the
+inverse Mills ratio, ndtr's own ulps, the sums), and a side is decided only on the widened value. The solvers
 only ever return points that were *evaluated* on the safe side: the level t with F(t) <= p_A, the radius e
 at which the worst case is >= tau. Probabilities near 1 are handled through their complements, which are
 exact for inputs above 1/2.
@@ -31,7 +32,7 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
 BoolArray = NDArray[np.bool_]
 
-ETA = 1e-11  # relative error budget of an evaluated probability (masses, ndtr, sums): see module doc
+EPS = float(np.finfo(np.float64).eps)
 TINY = 1e-300  # absolute slack per atom for masses that underflow to 0
 _INV_SQRT_2PI = 0.3989422804014327
 _MAX_ITER = 400
@@ -57,6 +58,10 @@ class Prepared:
     cum_attacked: FloatArray  # sum_{i <= k} a_i
     tail_attacked: FloatArray  # sum_{i >= k} a_i, with 0 appended
     slack: float  # absolute slack for underflowed masses
+    clean_err: FloatArray  # relative error of each c_k
+    attacked_err: FloatArray  # relative error of each a_k
+    special_err: float  # relative error of C0 and A_inf
+    sum_err: float  # relative error of a sum of K positive terms, and of cumulative sums
 
     @staticmethod
     def of(atoms: Atoms) -> Prepared:
@@ -73,6 +78,10 @@ class Prepared:
             cum_attacked=np.cumsum(a),
             tail_attacked=np.append(np.cumsum(a[::-1])[::-1], 0.0),
             slack=TINY * (atoms.size + 2),
+            clean_err=atoms.clean_error + 2 * EPS,
+            attacked_err=atoms.attacked_error + 2 * EPS,
+            special_err=atoms.special_error + 2 * EPS,
+            sum_err=(atoms.size + 4) * EPS,
         )
 
 
@@ -93,34 +102,52 @@ def knapsack_lower(prep: Prepared, p: FloatArray) -> FloatArray:
     return out
 
 
+def _ratio_part(prep: Prepared, rem: FloatArray, j: IntArray, upper: bool) -> FloatArray:
+    """rem * a_j / c_j computed in log space, widened down (upper=False) or up by its rounding error."""
+    la, lc = prep.atoms.log_attacked[j], prep.atoms.log_clean[j]
+    with np.errstate(divide="ignore", under="ignore", over="ignore"):
+        lr = np.where(rem > 0, np.log(np.where(rem > 0, rem, 1.0)), 0.0)
+        part = np.exp(lr + la - lc)
+        rel = prep.clean_err[j] + prep.attacked_err[j] + 4 * EPS * (np.abs(lr) + np.abs(la) + np.abs(lc) + 2.0)
+    out: FloatArray = np.where(rem > 0, part * (1.0 + rel if upper else 1.0 - rel), 0.0)
+    return out
+
+
 def _knapsack_from_below(prep: Prepared, p: FloatArray) -> FloatArray:
-    budget = p * (1.0 - ETA) - prep.slack - prep.c0  # clean mass left after the ratio-0 atoms
+    """Fill clean mass p: atoms below the boundary j whole, then rem of atom j (lower bound on the adv mass)."""
+    c_rel = float(prep.clean_err.max()) + prep.sum_err
+    a_rel = float(prep.attacked_err.max()) + prep.sum_err
+    budget = p - prep.c0 * (1.0 + prep.special_err) - prep.slack - 2 * EPS * p
     k = prep.clean.size
     j = np.minimum(np.searchsorted(prep.cum_clean, budget, side="left"), k - 1)
     before = np.where(j > 0, prep.cum_clean[np.maximum(j - 1, 0)], 0.0)
     adv_before = np.where(j > 0, prep.cum_attacked[np.maximum(j - 1, 0)], 0.0)
-    rem = np.clip(budget - before, 0.0, None)
-    rem = np.minimum(rem, prep.clean[j])
-    with np.errstate(divide="ignore"):
-        part = np.exp(np.log(rem) + prep.atoms.log_attacked[j] - prep.atoms.log_clean[j])
-    adv = (adv_before + part) * (1.0 - ETA)
-    result: FloatArray = np.where(budget > 0.0, np.clip(adv, 0.0, 1.0), 0.0)
+    rem = budget - before * (1.0 + c_rel)  # clean mass certainly left for atom j (and above)
+    # mass beyond atom j would go to higher ratios, so rem * ratio_j stays a lower bound; a (tiny) negative
+    # rem takes mass back from atom j - 1, at a ratio no larger than ratio_j
+    gain = _ratio_part(prep, np.maximum(rem, 0.0), j, upper=False)
+    loss = _ratio_part(prep, np.maximum(-rem, 0.0), np.maximum(j - 1, 0), upper=True)
+    adv = adv_before * (1.0 - a_rel) + gain - loss
+    result: FloatArray = np.where(budget > 0.0, np.clip(adv * (1.0 - 2 * EPS), 0.0, 1.0), 0.0)
     return result
 
 
 def _knapsack_from_above(prep: Prepared, q: FloatArray) -> FloatArray:
-    excluded = q * (1.0 + ETA) + prep.slack  # clean mass left out of the set, widened
+    """Leave out clean mass q from the top ratios (lower bound on the adv mass through its complement)."""
+    c_rel = float(prep.clean_err.max()) + prep.sum_err
+    a_rel = float(prep.attacked_err.max()) + prep.sum_err
     t = prep.tail_clean  # length K + 1, descending, t[K] = 0
     k = prep.clean.size
+    excluded = q + prep.slack + 2 * EPS * q
     # boundary atom j: T_{j+1} < excluded <= T_j (atoms above j are fully out)
-    j = k - np.searchsorted(t[::-1], excluded, side="left")
-    j = np.clip(j, 0, k - 1)
-    all_out = excluded >= t[0]
-    rem = np.clip(excluded - t[j + 1], 0.0, None)
-    rem = np.minimum(rem, prep.clean[j])
-    with np.errstate(divide="ignore"):
-        part = np.exp(np.log(rem) + prep.atoms.log_attacked[j] - prep.atoms.log_clean[j])
-    missing = (prep.a_inf + prep.tail_attacked[j + 1] + part) * (1.0 + ETA) + prep.slack
+    j = np.clip(k - np.searchsorted(t[::-1], excluded, side="left"), 0, k - 1)
+    all_out = excluded >= t[0] * (1.0 - c_rel)
+    above = t[j + 1]
+    rem = excluded - above * (1.0 - c_rel)  # clean mass of atom j (and below) certainly left out
+    # excluded mass beyond atom j comes from lower ratios, so rem * ratio_j stays an upper bound
+    part = _ratio_part(prep, np.maximum(rem, 0.0), j, upper=True)
+    missing = prep.a_inf * (1.0 + prep.special_err) + prep.tail_attacked[j + 1] * (1.0 + a_rel) + part
+    missing = missing * (1.0 + 2 * EPS) + prep.slack
     adv = np.nextafter(1.0 - missing, -np.inf)
     result: FloatArray = np.where(all_out, 0.0, np.clip(adv, 0.0, 1.0))
     return result
@@ -175,25 +202,59 @@ def level_bracket(prep: Prepared, p: FloatArray, j: IntArray, e: FloatArray) -> 
     return lo, hi
 
 
+def _arguments(prep: Prepared, t: FloatArray, e: FloatArray, j: IntArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """s_k = t + (l_j - l_k)/e, a bound on its absolute rounding error, and the offsets (l_j - l_k)/e."""
+    offs = _offsets(prep, j, e)
+    s = t[:, None] + offs
+    lerr = prep.atoms.level_error
+    own = np.arange(prep.level.size)[None, :] == j[:, None]  # the anchor's offset is exactly 0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        lvl = (lerr[j][:, None] + lerr[None, :]) / e[:, None]
+        s_err = EPS * (np.abs(s) + 2.0 * np.abs(offs)) + np.where(own, 0.0, lvl)
+    return s, s_err, offs
+
+
+def _mixture(
+    weights: FloatArray, weight_err: FloatArray, x: FloatArray, x_err: FloatArray, sum_err: float
+) -> tuple[FloatArray, FloatArray]:
+    """sum_k w_k Phi(x_k) per row, and a bound on the distance from the exact value.
+
+    log Phi is concave with slope h = phi/Phi (the inverse Mills ratio), and h grows by at most 1 per unit,
+    so an argument error d moves Phi by a relative factor of at most exp((h + d) d).
+    """
+    cdf = ndtr(x)
+    terms = weights * cdf
+    total = terms.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        h = np.where(cdf > 0.0, _pdf(x) / cdf, 0.0)
+        shift = np.where(h > 0.0, np.expm1((h + x_err) * x_err), 0.0)
+        rel = weight_err + shift + 4 * EPS
+        err = np.where(terms > 0.0, terms * rel, 0.0).sum(axis=1) + total * sum_err
+    return total, err
+
+
 def clean_side(
     prep: Prepared, p: FloatArray, upper: bool, t: FloatArray, e: FloatArray, j: IntArray
 ) -> tuple[BoolArray, FloatArray, FloatArray]:
     """Is F(t) <= p certainly (the safe side)? Also a probit residual increasing in t and its slope."""
-    s = t[:, None] + _offsets(prep, j, e)
+    s, s_err, _ = _arguments(prep, t, e, j)
     slope_f = (prep.clean * _pdf(s)).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         # the residual vanishes where the widened test flips, so Newton aims at the safe edge itself
         if not upper:
-            f = prep.c0 + (prep.clean * ndtr(s)).sum(axis=1)
-            safe = f * (1.0 + ETA) + prep.slack <= p
+            tot, err = _mixture(prep.clean, prep.clean_err, s, s_err, prep.sum_err)
+            f = prep.c0 + tot
+            err = err + prep.c0 * prep.special_err + 2 * EPS * f + prep.slack
+            safe = f + err <= p
             z = ndtri(np.minimum(f, 1.0))
-            res = z - ndtri((p - prep.slack) / (1.0 + ETA))
+            res = z - ndtri(p - err)
         else:
             q = 1.0 - p
-            qf = (prep.clean * ndtr(-s)).sum(axis=1)
-            safe = qf * (1.0 - ETA) - prep.slack >= q
+            qf, err = _mixture(prep.clean, prep.clean_err, -s, s_err, prep.sum_err)
+            err = err + prep.slack
+            safe = qf - err >= q
             z = -ndtri(np.minimum(qf, 1.0))
-            res = ndtri(np.minimum((q + prep.slack) / (1.0 - ETA), 1.0)) + z
+            res = ndtri(np.minimum(q + err, 1.0)) + z
         dres = slope_f / _pdf(z)
     return safe, res, dres
 
@@ -216,26 +277,28 @@ def solve_level(
     return find_boundary(evaluate, x0, lo, hi, tol_abs=1e-12, tol_rel=4e-15)
 
 
-def attacked_mass(
+def attacked_bound(
     prep: Prepared, t: FloatArray, e: FloatArray, j: IntArray, complement: bool
-) -> FloatArray:
-    """G(t) (or 1 - G(t) when ``complement``) as computed, without margins."""
-    s = t[:, None] + _offsets(prep, j, e) - e[:, None]
-    if complement:
-        out: FloatArray = prep.a_inf + (prep.attacked * ndtr(-s)).sum(axis=1)
-    else:
-        out = (prep.attacked * ndtr(s)).sum(axis=1)
-    return out
+) -> tuple[FloatArray, FloatArray]:
+    """G(t), or 1 - G(t) when ``complement``, as computed, with a bound on its error."""
+    s, s_err, _ = _arguments(prep, t, e, j)
+    sg = s - e[:, None]
+    sg_err = s_err + EPS * (np.abs(sg) + e[:, None])
+    if not complement:
+        return _mixture(prep.attacked, prep.attacked_err, sg, sg_err, prep.sum_err)
+    tot, err = _mixture(prep.attacked, prep.attacked_err, -sg, sg_err, prep.sum_err)
+    gc = prep.a_inf + tot
+    return gc, err + prep.a_inf * prep.special_err + 2 * EPS * gc + prep.slack
 
 
 def attacked_lower(prep: Prepared, t: FloatArray, e: FloatArray, j: IntArray) -> FloatArray:
-    """A lower bound on G(t): the computed value less its error budget (complement form above 1/2)."""
-    g = attacked_mass(prep, t, e, j, complement=False)
-    out = np.clip(g * (1.0 - ETA) - prep.slack, 0.0, None)
+    """A lower bound on G(t): the computed value less its error bound (complement form above 1/2)."""
+    g, err = attacked_bound(prep, t, e, j, complement=False)
+    out = np.clip(g - err - prep.slack, 0.0, None)
     big = np.flatnonzero(g > 0.5)
     if big.size:
-        gc = attacked_mass(prep, t[big], e[big], j[big], complement=True)
-        out[big] = np.clip(np.nextafter(1.0 - (gc * (1.0 + ETA) + prep.slack), -np.inf), 0.0, 1.0)
+        gc, err_c = attacked_bound(prep, t[big], e[big], j[big], complement=True)
+        out[big] = np.clip(np.nextafter(1.0 - (gc + err_c), -np.inf), 0.0, 1.0)
     return out
 
 
@@ -260,8 +323,7 @@ def radius_side(
         idx = np.flatnonzero(upper == flag)
         if idx.size:
             t_new[idx], ok[idx] = solve_level(prep, p[idx], flag, e[idx], j[idx], t[idx])
-    offs = _offsets(prep, j, e)
-    s = t_new[:, None] + offs
+    s, _, offs = _arguments(prep, t_new, e, j)
     sg = s - e[:, None]
     pdf_f = prep.clean * _pdf(s)
     pdf_g = prep.attacked * _pdf(sg)
@@ -273,18 +335,18 @@ def radius_side(
         g_e = (pdf_g * (ds - 1.0)).sum(axis=1)
         dg_de = g_e - g_t * f_e / f_t  # total derivative along F(t, e) = p
     if tau <= 0.5:
-        g = (prep.attacked * ndtr(sg)).sum(axis=1)
-        safe = (g * (1.0 - ETA) - prep.slack >= tau) & ok
+        g, err = attacked_bound(prep, t_new, e, j, complement=False)
+        safe = (g - err - prep.slack >= tau) & ok
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             z = ndtri(np.minimum(g, 1.0))
-            res = ndtri(min((tau + prep.slack) / (1.0 - ETA), 1.0)) - z
+            res = ndtri(np.minimum(tau + err + prep.slack, 1.0)) - z
             dres = -dg_de / _pdf(z)
     else:
-        gc = prep.a_inf + (prep.attacked * ndtr(-sg)).sum(axis=1)
-        safe = (gc * (1.0 + ETA) + prep.slack <= 1.0 - tau) & ok
+        gc, err = attacked_bound(prep, t_new, e, j, complement=True)
+        safe = (gc + err <= 1.0 - tau) & ok
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             z = ndtri(np.minimum(gc, 1.0))
-            res = z - ndtri(((1.0 - tau) - prep.slack) / (1.0 + ETA))
+            res = z - ndtri((1.0 - tau) - err)
             dres = -dg_de / _pdf(z)
     return safe, res, dres, t_new
 

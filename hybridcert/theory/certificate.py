@@ -77,7 +77,7 @@ def cohen_worst_case(p_a: ArrayLike, radius: ArrayLike, sigma: float) -> Any:
     z = _probit(p.ravel()) - eps.ravel() / s
     with np.errstate(invalid="ignore"):
         z = z - _PROBIT_REL_ERR * np.abs(z) - 1e-300
-        v = np.where(z > 0, 1.0 - ndtr(-z), ndtr(z)) * (1.0 - _solve.ETA)
+        v = np.where(z > 0, 1.0 - ndtr(-z), ndtr(z)) * (1.0 - 8 * _solve.EPS)
     v = np.where(p.ravel() == 0.0, 0.0, np.where(p.ravel() == 1.0, 1.0, v))
     return _shape_out(np.clip(v, 0.0, 1.0), p.shape)
 
@@ -143,8 +143,8 @@ class HybridNoise:
         if idx0.size:
             out[idx0] = _solve.knapsack_lower(prep, p[idx0])
         one = p == 1.0
-        out[one & ~zero_e] = max(0.0, np.nextafter(1.0 - prep.a_inf * (1.0 + _solve.ETA), -np.inf))
-        live = ~zero_e & ~one & (p * (1.0 - _solve.ETA) - prep.slack > prep.c0)
+        out[one & ~zero_e] = max(0.0, np.nextafter(1.0 - prep.a_inf * (1.0 + prep.special_err), -np.inf))
+        live = ~zero_e & ~one & (p - prep.slack > prep.c0 * (1.0 + prep.special_err))
         for upper in (False, True):
             idx = np.flatnonzero(live & ((p > 0.5) == upper))
             if idx.size == 0:

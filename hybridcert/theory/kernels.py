@@ -20,6 +20,7 @@ from scipy.special import gammaln, logsumexp
 from hybridcert.theory._checks import check_budget, check_scalar
 
 KernelName = Literal["uniform-other", "uniform-all", "absorb"]
+_EPS = float(np.finfo(np.float64).eps)
 KERNELS: tuple[str, ...] = get_args(KernelName)
 
 
@@ -40,6 +41,11 @@ class Atoms:
     log_attacked: NDArray[np.float64]
     clean_zero_ratio: float
     attacked_infinite_ratio: float
+    # Rounding-error bounds (THEORY 6): absolute error of log_ratio, relative error of each float mass.
+    level_error: NDArray[np.float64] = field(repr=False, default_factory=lambda: np.zeros(1))
+    clean_error: NDArray[np.float64] = field(repr=False, default_factory=lambda: np.zeros(1))
+    attacked_error: NDArray[np.float64] = field(repr=False, default_factory=lambda: np.zeros(1))
+    special_error: float = field(repr=False, default=0.0)  # relative error of the two special masses
     clean: NDArray[np.float64] = field(init=False, repr=False)
     attacked: NDArray[np.float64] = field(init=False, repr=False)
 
@@ -47,7 +53,8 @@ class Atoms:
         with np.errstate(under="ignore"):  # masses below ~1e-308 become 0: the solvers add slack for them
             object.__setattr__(self, "clean", np.exp(self.log_clean))
             object.__setattr__(self, "attacked", np.exp(self.log_attacked))
-        for arr in (self.log_ratio, self.log_clean, self.log_attacked, self.clean, self.attacked):
+        for arr in (self.log_ratio, self.log_clean, self.log_attacked, self.clean, self.attacked,
+                    self.level_error, self.clean_error, self.attacked_error):
             arr.setflags(write=False)
 
     @property
@@ -127,15 +134,23 @@ def _atoms(log_masses: tuple[float, float, float], d: int) -> Atoms:
     log_a, log_b, log_c = log_masses
     if d == 0:
         zero = np.zeros(1)
-        return Atoms(0, zero, zero.copy(), zero.copy(), 0.0, 0.0)
+        return Atoms(0, zero, zero.copy(), zero.copy(), 0.0, 0.0, zero.copy(), zero.copy(), zero.copy(), 0.0)
     na, nb = np.meshgrid(np.arange(d + 1), np.arange(d + 1), indexing="ij")
     nc = d - na - nb
     valid = nc >= 0
     na, nb, nc = na[valid], nb[valid], nc[valid]
-    log_multinomial = gammaln(d + 1) - gammaln(na + 1) - gammaln(nb + 1) - gammaln(nc + 1)
+    g_na, g_nb, g_nc = gammaln(na + 1), gammaln(nb + 1), gammaln(nc + 1)
+    log_multinomial = gammaln(d + 1) - g_na - g_nb - g_nc
     # Clean law: (a, b, c) with masses (P(a), P(b), P(c)); attacked law swaps P(a) and P(b).
     log_clean = log_multinomial + _xlog(na, log_a) + _xlog(nb, log_b) + _xlog(nc, log_c)
     log_attacked = log_multinomial + _xlog(na, log_b) + _xlog(nb, log_a) + _xlog(nc, log_c)
+    # Error bounds: gammaln and log within a few ulps of their magnitude, the per-position logs within
+    # ulps of (|log m| + log V) (THEORY 6). Generous factor 8 on the sum of magnitudes.
+    scale = 8.0 * _EPS
+    mag_log = [abs(x) + 2.0 if math.isfinite(x) else 0.0 for x in (log_a, log_b, log_c)]
+    base = gammaln(d + 1) + g_na + g_nb + g_nc + 1.0
+    err_clean = scale * (base + na * mag_log[0] + nb * mag_log[1] + nc * mag_log[2] + d * 4.0)
+    err_attacked = scale * (base + na * mag_log[1] + nb * mag_log[0] + nc * mag_log[2] + d * 4.0)
     clean_pos = np.isfinite(log_clean)
     attacked_pos = np.isfinite(log_attacked)
 
@@ -144,6 +159,7 @@ def _atoms(log_masses: tuple[float, float, float], d: int) -> Atoms:
     finite = clean_pos & attacked_pos
     c0 = float(np.exp(logsumexp(log_clean[zero_ratio]))) if zero_ratio.any() else 0.0
     a_inf = float(np.exp(logsumexp(log_attacked[inf_ratio]))) if inf_ratio.any() else 0.0
+    special_error = float(max(err_clean.max(), err_attacked.max())) + scale * (math.log(d + 1) + 2.0)
 
     k = (nb - na)[finite]
     lc, la = log_clean[finite], log_attacked[finite]
@@ -160,8 +176,17 @@ def _atoms(log_masses: tuple[float, float, float], d: int) -> Atoms:
     log_ratio = np.zeros(levels.shape)
     nonzero = levels != 0  # (only level 0 exists when a or b has mass 0: no 0 * inf)
     log_ratio[nonzero] = levels[nonzero] * log_rho
+    # errors: the worst atom of each merged group, plus the logsumexp and exp roundings
+    grow = scale * (np.log(np.diff(np.append(starts, keys.size)) + 1.0) + 2.0)
+    clean_error = np.maximum.reduceat(err_clean[finite][by_key], starts) + grow
+    attacked_error = np.maximum.reduceat(err_attacked[finite][by_key], starts) + grow
+    rho_error = scale * (sum(mag_log[:2]) + 2.0 * math.log(max(2, d)))  # |log a - log b| rounding
+    level_error = np.abs(levels) * rho_error + _EPS * np.abs(log_ratio)
     order = np.argsort(log_ratio)
-    return Atoms(d, log_ratio[order], merged_c[order], merged_a[order], c0, a_inf)
+    return Atoms(
+        d, log_ratio[order], merged_c[order], merged_a[order], c0, a_inf,
+        level_error[order], clean_error[order], attacked_error[order], special_error,
+    )
 
 
 def _xlog(count: NDArray[np.int64], log_mass: float) -> NDArray[np.float64]:

@@ -1,5 +1,190 @@
-"""Adapters that turn real model families into a ``Filter`` (tokens [B, L] + images [B, C, H, W] -> decisions [B])."""
+"""Adapters that turn real model families into a ``Filter`` (tokens [B, L] + images [B, C, H, W] -> decisions [B]).
 
-from hybridcert.audits.adapters.module import ModuleFilter, load_safetensors_module
+Every adapter receives the sampled token ids themselves (THEORY 7: no decode and re-tokenise round trip) and
+has the attributes ``device`` (a ``torch.device``), ``name`` and ``weights_sha256``. Entry point:
+``load_filter(spec, base_dir)``, where ``spec`` is the ``[filter]`` table of ``audit.toml`` (a dict) or a
+``FilterSpec``. Keys:
 
-__all__ = ["ModuleFilter", "load_safetensors_module"]
+==================  =====================================  ==================================================
+key                 applies to                             meaning
+==================  =====================================  ==================================================
+``type``            all                                    ``"module"``, ``"torchscript"``, ``"export"`` or
+                                                           ``"llava"``
+``class_path``      module                                 ``"package.module:ClassName"`` of a
+                                                           ``torch.nn.Module`` whose forward takes
+                                                           (tokens, images)
+``weights``         module                                 state dict file: ``.safetensors`` (pickles only
+                                                           with ``allow_pickle``)
+``init_kwargs``     module                                 keyword arguments for the class (default ``{}``)
+``path``            torchscript, export, llava             the program file (``torch.jit.save`` /
+                                                           ``torch.export.save``) or the LLaVA model directory
+``device``          all                                    ``"auto"`` (default: CUDA if present, else CPU),
+                                                           ``"cpu"``, ``"cuda:0"``, ...
+``amp``             all                                    bfloat16 autocast (default false)
+``allow_pickle``    all                                    opt in to pickled weights / program files you trust
+                                                           (default false; see ``common``, ``program``)
+``target_index``    module, torchscript, export            class index of the target class for [B, K] logits
+                                                           (default 1); [B] scores use score > 0
+``dtype``           llava                                  ``"float32"`` (default), ``"bfloat16"``,
+                                                           ``"float16"``: the weights' dtype
+``prompt``          llava                                  full prompt with ``{image}`` and ``{text}`` (default:
+                                                           the chat template around ``policy``)
+``policy``          llava                                  user message holding ``{text}``, LlavaGuard-style
+``answer_prefix``   llava                                  assistant text before the rating (default
+                                                           ``{"rating": "``)
+``safe_words``      llava                                  spellings of the safe answer (default ``["Safe"]``)
+``unsafe_words``    llava                                  spellings of the target answer (default
+                                                           ``["Unsafe"]``)
+``clamp_images``    llava                                  clamp noisy images to [0, 1] first (default true)
+``batch_size``      llava                                  largest batch per forward pass (default: no limit)
+``name``            all                                    the filter's name in results (default: the class
+                                                           path, ``torchscript:<file>``, ``llava:<dir>``)
+``version``         all                                    informational, for results (default ``"1"``)
+==================  =====================================  ==================================================
+
+Relative paths are resolved against ``base_dir`` (the directory of ``audit.toml``). ``device`` and ``amp``
+may also come from elsewhere (the ``[run]`` table): keyword arguments of ``load_filter`` override the spec.
+Unknown keys, keys of another adapter type and missing required keys are ValueErrors naming the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from hybridcert.audits.adapters.common import PickleRefusedError, resolve_device, sha256_file
+from hybridcert.audits.adapters.module import ModuleFilter, import_class, load_module, load_safetensors_module
+from hybridcert.audits.adapters.program import ProgramFilter
+from hybridcert.audits.filters import Filter
+
+__all__ = [
+    "FilterSpec",
+    "ModuleFilter",
+    "PickleRefusedError",
+    "ProgramFilter",
+    "import_class",
+    "load_filter",
+    "load_module",
+    "load_safetensors_module",
+    "resolve_device",
+    "sha256_file",
+]
+
+_LLAVA_ONLY = ("dtype", "prompt", "policy", "answer_prefix", "safe_words", "unsafe_words", "clamp_images", "batch_size")
+
+
+class FilterSpec(BaseModel):
+    """The ``[filter]`` table of ``audit.toml`` (see the module docstring for each key)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["module", "torchscript", "export", "llava"]
+    class_path: str | None = None
+    weights: Path | None = None
+    init_kwargs: dict[str, Any] = {}
+    path: Path | None = None
+    device: str = "auto"
+    amp: bool = False
+    allow_pickle: bool = False
+    target_index: int = 1
+    dtype: Literal["float32", "bfloat16", "float16"] | None = None
+    prompt: str | None = None
+    policy: str | None = None
+    answer_prefix: str | None = None
+    safe_words: list[str] | None = None
+    unsafe_words: list[str] | None = None
+    clamp_images: bool | None = None
+    batch_size: int | None = None
+    name: str | None = None
+    version: str = "1"
+
+    def check(self) -> None:
+        """ValueError naming the key when a key is missing or belongs to another adapter type."""
+        given = self.model_fields_set
+        if self.type == "module":
+            for key in ("class_path", "weights"):
+                if getattr(self, key) is None:
+                    raise ValueError(f"filter.{key} is required for type 'module'")
+            if "path" in given:
+                raise ValueError("filter.path does not apply to type 'module' (use filter.weights)")
+        else:
+            if self.path is None:
+                raise ValueError(f"filter.path is required for type {self.type!r}")
+            for key in ("class_path", "weights", "init_kwargs"):
+                if key in given:
+                    raise ValueError(f"filter.{key} applies only to type 'module', not {self.type!r}")
+        if self.type != "llava":
+            for key in _LLAVA_ONLY:
+                if key in given:
+                    raise ValueError(f"filter.{key} applies only to type 'llava', not {self.type!r}")
+        elif "target_index" in given:
+            raise ValueError("filter.target_index does not apply to type 'llava' (class 1 is the unsafe answer)")
+
+
+def _spec(spec: FilterSpec | dict[str, Any]) -> FilterSpec:
+    if isinstance(spec, FilterSpec):
+        return spec
+    try:
+        return FilterSpec.model_validate(spec)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(table)"
+        raise ValueError(f"filter.{where}: {err['msg']}") from None
+
+
+def load_filter(
+    spec: FilterSpec | dict[str, Any],
+    base_dir: Path | None = None,
+    *,
+    device: str | torch.device | None = None,
+    amp: bool | None = None,
+) -> Filter:
+    """Build the filter a spec describes (ValueError for a bad spec; ``PickleRefusedError`` for pickles).
+
+    ``device`` / ``amp``, when given, override the spec's keys. The result has ``device``, ``name`` and
+    ``weights_sha256``.
+    """
+    s = _spec(spec)
+    s.check()
+    updates: dict[str, Any] = {}
+    if device is not None:
+        updates["device"] = str(device)
+    if amp is not None:
+        updates["amp"] = amp
+    if updates:
+        s = s.model_copy(update=updates)
+    filt = _build(s, base_dir)
+    if s.name:
+        filt.name = s.name
+    built: Filter = filt
+    return built
+
+
+def _build(s: FilterSpec, base_dir: Path | None) -> Any:
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+
+    def resolve(p: Path | None) -> Path:
+        assert p is not None  # checked by FilterSpec.check
+        return p if p.is_absolute() else base / p
+
+    if s.type == "module":
+        assert s.class_path is not None
+        return ModuleFilter.load(
+            s.class_path, resolve(s.weights), s.init_kwargs, device=s.device, target_index=s.target_index,
+            amp=s.amp, allow_pickle=s.allow_pickle,
+        )
+    if s.type in ("torchscript", "export"):
+        return ProgramFilter.load(
+            s.type, resolve(s.path), device=s.device, target_index=s.target_index, amp=s.amp,
+            allow_pickle=s.allow_pickle,
+        )
+    from hybridcert.audits.adapters.llava import LlavaGuardFilter  # imports transformers: only when needed
+
+    options = {k: getattr(s, k) for k in _LLAVA_ONLY if k != "dtype" and getattr(s, k) is not None}
+    return LlavaGuardFilter.load(
+        resolve(s.path), device=s.device, amp=s.amp, allow_pickle=s.allow_pickle, dtype=s.dtype or "float32",
+        **options,
+    )

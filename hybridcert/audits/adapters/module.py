@@ -1,13 +1,19 @@
 """Adapter (a): any ``torch.nn.Module`` given by a Python class path, with weights in safetensors.
 
 The module's ``forward(tokens, images)`` returns logits [B, K] (decision: argmax == ``target_index``) or one
-score per sample [B] (decision: score > 0). Weights are read with safetensors only: nothing is unpickled.
+score per sample [B] (decision: score > 0). It receives the sampled token ids themselves (THEORY 7: no decode
+and re-tokenise round trip).
+
+Weights are read with safetensors: nothing is unpickled. A pickled state dict (``torch.save``: .pt, .pth, .bin,
+.ckpt) is refused, whatever its extension (the format is recognised from the file's first bytes), unless the
+caller passes ``allow_pickle=True``; even then it is read with ``torch.load(weights_only=True)``, which only
+rebuilds tensors and plain containers.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +21,31 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from hybridcert.audits.adapters.common import (
+    PickleRefusedError,
+    autocast,
+    check_inputs,
+    clear_errors,
+    decide,
+    resolve_device,
+    sha256_file,
+    sniff_format,
+)
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes (streams, so large weights do not load into memory)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+__all__ = [
+    "ModuleFilter",
+    "import_class",
+    "load_module",
+    "load_safetensors_module",
+    "load_state_dict_file",
+    "sha256_file",
+]
+
+_PICKLE_WHY = (
+    "unpickling can run arbitrary code stored in the file. Convert it once, on a machine you trust, with "
+    "safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors'), or pass "
+    "allow_pickle=true for a file you trust (it is then read with torch.load(weights_only=True))"
+)
 
 
 def import_class(class_path: str) -> type[torch.nn.Module]:
@@ -37,38 +60,109 @@ def import_class(class_path: str) -> type[torch.nn.Module]:
     except ImportError as exc:
         raise ValueError(f"cannot import module {module_name!r} for class path {class_path!r}: {exc}") from exc
     cls = getattr(module, attr, None)
+    if cls is None:
+        raise ValueError(f"module {module_name!r} has no attribute {attr!r} (class path {class_path!r})")
     if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
-        raise ValueError(f"{class_path!r} is not a torch.nn.Module class")
+        raise ValueError(f"{class_path!r} is not a torch.nn.Module class (it is {type(cls).__name__} {cls!r})")
     return cls
+
+
+def load_state_dict_file(weights: Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """Read a state dict (tensor name -> tensor, on the CPU) from safetensors, or from a pickle when allowed.
+
+    The format comes from the file's content. Raises ``PickleRefusedError`` (a ValueError) for a pickle or
+    ``torch.save`` zip archive without ``allow_pickle``; ValueError for a missing, truncated or corrupted file.
+    """
+    weights = Path(weights)
+    if not weights.is_file():
+        raise ValueError(f"weights file not found: {weights}")
+    kind = sniff_format(weights)
+    if kind == "safetensors":
+        try:
+            return dict(load_file(str(weights)))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ValueError(f"{weights} is not a valid safetensors file (corrupted or truncated?): {exc}") from exc
+    if kind in ("zip", "pickle"):
+        what = "a torch.save zip archive holding a pickle" if kind == "zip" else "a Python pickle"
+        if not allow_pickle:
+            raise PickleRefusedError(f"refusing weights {weights.name}: the file is {what}; {_PICKLE_WHY}")
+        try:
+            with weights.open("rb") as fh:  # a file object: torch.load must not dispatch on the file name
+                obj = torch.load(fh, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises UnpicklingError, RuntimeError, ... for bad or hostile files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"cannot read {weights.name} with torch.load(weights_only=True): {first}") from exc
+        return _as_state_dict(obj, weights)
+    suffix_hint = " (the name says .safetensors but the content does not)" if weights.suffix == ".safetensors" else ""
+    raise ValueError(f"{weights} is neither a safetensors file nor a torch.save checkpoint{suffix_hint}")
+
+
+def _as_state_dict(obj: object, weights: Path) -> dict[str, torch.Tensor]:
+    """Accept {name: tensor} or a checkpoint {"state_dict": {name: tensor}, ...}; ValueError otherwise."""
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{weights.name} does not hold a state dict (found {type(obj).__name__})")
+    bad = [k for k, v in obj.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
+    if bad:
+        raise ValueError(f"{weights.name}: state dict entries must map names to tensors; bad entries: {bad[:5]}")
+    return {str(k): v for k, v in obj.items()}
+
+
+def _check_state_dict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
+    """ValueError naming missing keys, unexpected keys and shape mismatches (at most five of each)."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(expected) & set(state))
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {missing[:5]}" + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""))
+    if unexpected:
+        more = f" (+{len(unexpected) - 5} more)" if len(unexpected) > 5 else ""
+        problems.append(f"unexpected keys {unexpected[:5]}{more}")
+    if shapes:
+        problems.append(f"shape mismatches {shapes[:5]}" + (f" (+{len(shapes) - 5} more)" if len(shapes) > 5 else ""))
+    if problems:
+        raise ValueError(f"weights do not match {where}: " + "; ".join(problems))
+
+
+def load_module(
+    class_path: str,
+    weights: Path,
+    init_kwargs: dict[str, Any] | None = None,
+    allow_pickle: bool = False,
+) -> torch.nn.Module:
+    """Build ``class_path(**init_kwargs)`` and load a state dict file into it (strict, eval mode, CPU)."""
+    weights = Path(weights)
+    state = load_state_dict_file(weights, allow_pickle=allow_pickle)
+    cls = import_class(class_path)
+    try:
+        module = cls(**(init_kwargs or {}))
+    except TypeError as exc:
+        raise ValueError(f"cannot build {class_path} with init_kwargs {init_kwargs or {}}: {exc}") from exc
+    _check_state_dict(module, state, f"{class_path} (file {weights.name})")
+    with clear_errors(f"loading {weights.name} into {class_path}"):
+        module.load_state_dict(state, strict=True)
+    return module.eval()
 
 
 def load_safetensors_module(
     class_path: str, weights: Path, init_kwargs: dict[str, Any] | None = None
 ) -> torch.nn.Module:
-    """Build ``class_path(**init_kwargs)`` and load a safetensors state dict into it (strict, eval mode)."""
-    weights = Path(weights)
-    if not weights.is_file():
-        raise ValueError(f"weights file not found: {weights}")
-    if weights.suffix != ".safetensors":
-        raise ValueError(
-            f"refusing {weights.name}: weights must be a .safetensors file (pickled checkpoints such as .pt, "
-            ".pth, .bin or .ckpt can run arbitrary code when loaded)"
-        )
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(f"{weights} is not a valid safetensors file: {exc}") from exc
-    module = import_class(class_path)(**(init_kwargs or {}))
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise ValueError(f"weights {weights.name} do not match {class_path}: {first}") from exc
-    return module.eval()
+    """Build ``class_path(**init_kwargs)`` and load safetensors weights into it (pickles refused)."""
+    return load_module(class_path, weights, init_kwargs, allow_pickle=False)
 
 
 class ModuleFilter:
-    """A ``Filter`` around a module whose forward takes (tokens [B, L], images [B, C, H, W])."""
+    """A ``Filter`` around a module whose forward takes (tokens [B, L], images [B, C, H, W]).
+
+    ``device="auto"`` picks CUDA when present; ``amp=True`` runs the forward under bfloat16 autocast.
+    """
 
     def __init__(
         self,
@@ -77,12 +171,14 @@ class ModuleFilter:
         target_index: int = 1,
         amp: bool = False,
         weights_sha256: str | None = None,
+        name: str | None = None,
     ) -> None:
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.module = module.to(self.device).eval()
         self.target_index = target_index
         self.amp = amp
         self.weights_sha256 = weights_sha256
+        self.name = name or type(module).__name__
 
     @classmethod
     def load(
@@ -93,18 +189,17 @@ class ModuleFilter:
         device: str | torch.device = "cpu",
         target_index: int = 1,
         amp: bool = False,
+        allow_pickle: bool = False,
     ) -> ModuleFilter:
-        module = load_safetensors_module(class_path, Path(weights), init_kwargs)
-        return cls(module, device, target_index, amp, weights_sha256=sha256_file(Path(weights)))
+        """Build the module from its class path and weights file (see ``load_module``)."""
+        module = load_module(class_path, Path(weights), init_kwargs, allow_pickle=allow_pickle)
+        return cls(module, device, target_index, amp, weights_sha256=sha256_file(Path(weights)), name=class_path)
 
     @torch.inference_mode()
     def __call__(self, tokens: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(self.device.type, enabled=self.amp):
-            out = self.module(tokens, images)
-        if out.ndim == 2:
-            decision: torch.Tensor = out.argmax(dim=1) == self.target_index
-            return decision
-        if out.ndim == 1:
-            positive: torch.Tensor = out > 0
-            return positive
-        raise ValueError(f"filter output must have shape [B, K] or [B], got {tuple(out.shape)}")
+        check_inputs(tokens, images)
+        with autocast(self.device, self.amp):
+            out = self.module(tokens.to(self.device), images.to(self.device))
+        if not isinstance(out, torch.Tensor):
+            raise ValueError(f"{self.name}.forward must return a tensor, got {type(out).__name__}")
+        return decide(out, self.target_index)
