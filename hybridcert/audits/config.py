@@ -146,18 +146,19 @@ class DatasetSpec(_Spec):
 
 
 class FilterSpec(BaseModel):
-    """``[filter]``: ``type`` picks the adapter; other adapter types may bring their own fields (extra fields are
-    kept and checked by the adapter: ``runner.build_filter`` refuses unknown ones for ``type = "module"``)."""
+    """``[filter]``: handed as it is to ``hybridcert.audits.adapters.load_filter``, which knows every adapter's
+    keys (``type`` module, torchscript, export, llava; see its docstring) and names a bad one. ``type``
+    defaults to ``"module"``."""
 
     model_config = ConfigDict(extra="allow")
 
     type: str = "module"
-    class_path: str | None = None
-    weights: str | None = None
-    init_kwargs: dict[str, Any] = Field(default_factory=dict)
-    target_index: int = Field(default=1, ge=0)
     name: str | None = None
     version: str = "1"
+
+    def table(self) -> dict[str, Any]:
+        """The table as written (with ``type``), for ``load_filter``."""
+        return {"type": self.type, **self.model_dump(exclude_unset=True, exclude={"type"})}
 
 
 class RunSpec(_Spec):

@@ -78,23 +78,19 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_filter(spec: FilterSpec, base: AuditSpec, device: torch.device, amp: bool) -> tuple[Filter, ModelInfo]:
-    """Build the filter named by ``[filter]``: the single dispatch point on ``type`` (only ``"module"`` for now;
-    point this at ``hybridcert.audits.filters.load_filter`` once that dispatcher exists)."""
-    from hybridcert.audits.adapters.module import ModuleFilter
+    """Build the filter named by ``[filter]`` through ``adapters.load_filter`` (every adapter type; pickled
+    weights refused unless the table opts in), on the audit's device and precision, and describe it for the
+    results (name, version, weights sha256)."""
+    from hybridcert.audits.adapters import load_filter
 
-    if spec.type != "module":
-        raise ValueError(f"filter.type: unsupported filter type {spec.type!r} (supported: module)")
-    extra = sorted(spec.model_extra or {})
-    if extra:
-        raise ValueError(f"filter.{extra[0]}: unknown field for type = \"module\"")
-    if not spec.class_path or not spec.weights:
-        raise ValueError("filter: type = \"module\" needs class_path and weights")
-    weights = base.path(spec.weights)
-    filt = ModuleFilter.load(spec.class_path, weights, spec.init_kwargs, device=device,
-                             target_index=spec.target_index, amp=amp)
-    assert filt.weights_sha256 is not None
-    info = ModelInfo(name=spec.name or spec.class_path, version=spec.version, sha256=filt.weights_sha256,
-                     class_path=spec.class_path, type=spec.type)
+    filt = load_filter(spec.table(), Path(base.base_dir), device=device, amp=amp)
+    name = getattr(filt, "name", None) or spec.name or spec.type
+    sha = getattr(filt, "weights_sha256", None)
+    if not sha:
+        raise ValueError(f"filter {name!r} reports no weights_sha256: results must identify the model")
+    table = spec.table()
+    info = ModelInfo(name=str(name), version=spec.version, sha256=str(sha), type=spec.type,
+                     class_path=table.get("class_path"))
     return filt, info
 
 
