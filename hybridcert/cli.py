@@ -172,6 +172,91 @@ def _print_certificate(res: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------------------
 
 
+@app.command()
+def verify(
+    quick: Annotated[bool, typer.Option("--quick", help="Small grid for CI (the default, under a minute).")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Large grid for audits (minutes).")] = False,
+    results: Annotated[
+        Path | None, typer.Option("--results", help="Prove every certificate in an audit's results.json instead.")
+    ] = None,
+    check: Annotated[
+        list[str] | None, typer.Option("--check", help="Run only this check (repeatable): symbolic, highprec, "
+                                       "properties, interval.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the random grid.")] = 20261125,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write an HTML verification report here.")] = None,
+) -> None:
+    """Cross-check the certificate engine (SymPy, 50-digit NP integration, Hypothesis, interval proofs), or
+    prove every certificate of a results file. Exit 0 only when everything agrees / is proven."""
+    from hybridcert.verifier import html as vhtml
+    from hybridcert.verifier.results import load_results, verify_results
+    from hybridcert.verifier.runner import CHECKS, Grid, run_verification
+
+    def progress(msg: str) -> None:
+        if err.is_terminal:
+            err.print(msg, markup=False)
+
+    with user_errors():
+        if quick and full:
+            fail("give --quick or --full, not both")
+        if results is not None:
+            if quick or full or check:
+                fail("--results proves a results file; --quick, --full and --check apply to the checks")
+            loaded = load_results(results)
+            verification = verify_results(loaded, str(results), progress=progress)
+            data = verification.to_dict()
+        else:
+            unknown = [c for c in (check or []) if c not in CHECKS]
+            if unknown:
+                fail(f"unknown check {unknown[0]!r}; expected one of {', '.join(CHECKS)}")
+            grid = Grid.full(seed) if full else Grid.quick(seed)
+            report = run_verification(grid, checks=tuple(check or CHECKS), progress=progress)
+            data = report.to_dict()
+        if html is not None:
+            page = vhtml.render_html(results=data) if results is not None else vhtml.render_html(report=data)
+            html.write_text(page, encoding="utf-8")
+    if as_json:
+        print_json(data)
+    elif results is not None:
+        _print_results_verification(data)
+    else:
+        _print_verification(data)
+    if not data["passed"]:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _print_verification(data: dict[str, Any]) -> None:
+    table = Table("check", "cases", "max abs error", "max rel error", "seconds", "verdict", box=None, pad_edge=False)
+    for c in data["checks"]:
+        table.add_row(c["name"], str(c["cases"]), _fmt_err(c["max_abs_error"]), _fmt_err(c["max_rel_error"]),
+                      f"{c['seconds']:.1f}", c["verdict"])
+    out.print(f"hybridcert verify ({data['grid']['name']} grid, seed {data['grid']['seed']}): "
+              f"{'PASS' if data['passed'] else 'FAIL'} in {data['seconds']:.1f} s")
+    out.print(table)
+    for c in data["checks"]:
+        for line in c["failures"]:
+            out.print(f"FAILED {c['name']}: {line}", markup=False)
+        if c["n_failures"] > len(c["failures"]):
+            out.print(f"... and {c['n_failures'] - len(c['failures'])} more {c['name']} failures", markup=False)
+
+
+def _fmt_err(x: Any) -> str:
+    return "-" if x is None else (x if isinstance(x, str) else f"{x:.2e}")
+
+
+def _print_results_verification(data: dict[str, Any]) -> None:
+    n = data["noise"]
+    out.print(f"{data['source']}: {data['n_certificates']} certificates ({n['kernel']} V={n['vocab_size']} "
+              f"beta={n['beta']} sigma={n['sigma']}): {data['n_certificates'] - data['n_failed']} proved, "
+              f"{data['n_failed']} not proved", markup=False)
+    for c in data["certificates"]:
+        if not c["proved"]:
+            radius = "infinite" if c["radius_infinite"] else repr(c["radius"])
+            out.print(f"NOT PROVED: input {c['id']} (index {c['index']}) budget {c['budget']} radius {radius}: "
+                      f"{c['reason']}", markup=False)
+
+
 # ------------------------------------------------------------------------------------------------------
 # demo, audit (audits)
 # ------------------------------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ Public API::
     noise.frontier(p_a, tau=0.5, max_budget=None)
     cohen_radius(p_a, sigma, tau=0.5)
     clopper_pearson_lower(successes, trials, alpha)
+    cs_lower(successes, trials, alpha)              # anytime-valid (sequential) bound
+    decide(successes, trials, SequentialRule(...))  # stopping rule for sequential certification
 """
 
 from hybridcert.theory.bounds import clopper_pearson_lower, clopper_pearson_upper
@@ -20,6 +22,16 @@ from hybridcert.theory.certificate import (
     knapsack_worst_case,
 )
 from hybridcert.theory.kernels import KERNELS, Atoms, KernelName, TokenKernel
+from hybridcert.theory.sequential import (
+    SequentialDecision,
+    SequentialResult,
+    SequentialRule,
+    certified_points,
+    cs_lower,
+    cs_upper,
+    decide,
+    run_sequential,
+)
 from hybridcert.theory.threat import THREAT_MODELS, ThreatKind, ThreatModel
 
 __all__ = [
@@ -29,12 +41,20 @@ __all__ = [
     "Atoms",
     "HybridNoise",
     "KernelName",
+    "SequentialDecision",
+    "SequentialResult",
+    "SequentialRule",
     "ThreatKind",
     "ThreatModel",
     "TokenKernel",
+    "certified_points",
     "clopper_pearson_lower",
     "clopper_pearson_upper",
     "cohen_radius",
     "cohen_worst_case",
+    "cs_lower",
+    "cs_upper",
+    "decide",
     "knapsack_worst_case",
+    "run_sequential",
 ]

@@ -39,7 +39,8 @@ _MAX_ITER = 400
 
 
 def _pdf(x: FloatArray) -> FloatArray:
-    out: FloatArray = np.exp(-0.5 * x * x) * _INV_SQRT_2PI
+    with np.errstate(over="ignore", under="ignore"):  # |x| beyond 1e154: x * x = inf and the density is 0
+        out: FloatArray = np.exp(-0.5 * x * x) * _INV_SQRT_2PI
     return out
 
 

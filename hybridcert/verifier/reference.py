@@ -1,0 +1,171 @@
+"""Exact reference quantities the checks compare against, built without ``hybridcert.theory``.
+
+Two independent sources, both exact (``fractions.Fraction``):
+
+* ``position_masses``: the per-position table of THEORY 3 (P_clean(a), P_clean(b), P_clean(c)).
+* ``token_density``: the raw per-token kernel of THEORY 1 (keep w.p. 1 - beta, else ...), used by the
+  high-precision and Monte-Carlo checks, which enumerate or sample raw token sequences and never use the table.
+
+``exact_atoms`` groups the outcomes of d differing positions into atoms with exact masses and exact
+likelihood ratios (THEORY 3); ``knapsack`` is the e = 0 worst case (THEORY 4) in exact rational arithmetic.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+
+KERNEL_NAMES = ("uniform-other", "uniform-all", "absorb")
+MASK = -1  # the absorb kernel's mask symbol (outside the alphabet 0..V-1)
+CLEAN_TOKEN, ATTACKED_TOKEN = 0, 1  # at each differing position: x1_j = 0, x1'_j = 1
+
+
+@dataclass(frozen=True)
+class NoiseParams:
+    """The noise configuration a certificate is about (THEORY 1): kernel, alphabet size V, beta, sigma."""
+
+    kernel: str
+    vocab_size: int
+    beta: float
+    sigma: float
+
+    def __post_init__(self) -> None:
+        if self.kernel not in KERNEL_NAMES:
+            raise ValueError(f"kernel must be one of {', '.join(KERNEL_NAMES)}, got {self.kernel!r}")
+        if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, int) or self.vocab_size < 2:
+            raise ValueError(f"vocab_size must be an integer >= 2, got {self.vocab_size!r}")
+        if not (isinstance(self.beta, int | float) and 0.0 < float(self.beta) <= 1.0):
+            raise ValueError(f"beta must lie in (0, 1], got {self.beta!r}")
+        if not (isinstance(self.sigma, int | float) and 0.0 < float(self.sigma) < math.inf):
+            raise ValueError(f"sigma must be a finite number > 0, got {self.sigma!r}")
+        object.__setattr__(self, "beta", float(self.beta))
+        object.__setattr__(self, "sigma", float(self.sigma))
+
+
+def position_masses(kernel: str, vocab_size: int, beta: float) -> tuple[Fraction, Fraction, Fraction]:
+    """Exact clean-law masses (P(a), P(b), P(c)) at one differing position: the THEORY 3 table."""
+    v, b = Fraction(vocab_size), Fraction(beta)
+    if kernel == "uniform-other":
+        return (1 - b, b / (v - 1), b * (v - 2) / (v - 1))
+    if kernel == "uniform-all":
+        return (1 - b + b / v, b / v, b * (v - 2) / v)
+    if kernel == "absorb":
+        return (1 - b, Fraction(0), b)
+    raise ValueError(f"unknown kernel {kernel!r}")
+
+
+def token_density(kernel: str, vocab_size: int, beta: float, source: int, z: int) -> Fraction:
+    """Exact probability that the kernel turns token ``source`` into ``z`` (THEORY 1, no grouping)."""
+    b = Fraction(beta)
+    if kernel == "uniform-other":
+        return 1 - b if z == source else b / (vocab_size - 1)
+    if kernel == "uniform-all":
+        return (1 - b if z == source else Fraction(0)) + b / vocab_size
+    if kernel == "absorb":
+        if z == MASK:
+            return b
+        return 1 - b if z == source else Fraction(0)
+    raise ValueError(f"unknown kernel {kernel!r}")
+
+
+def noisy_alphabet(kernel: str, vocab_size: int) -> list[int]:
+    """Every token the kernel can output: the alphabet, plus the mask for ``absorb``."""
+    return list(range(vocab_size)) + ([MASK] if kernel == "absorb" else [])
+
+
+def raw_outcomes(kernel: str, vocab_size: int, beta: float, budget: int) -> Iterator[tuple[Fraction, Fraction]]:
+    """(clean, attacked) probability of every raw token sequence at ``budget`` differing positions.
+
+    The clean input has token 0 at each differing position and the attacked input token 1; each noisy
+    sequence's probability is the product of the raw per-token densities (THEORY 1). V^d sequences
+    ((V+1)^d with the mask): only for small V and d.
+    """
+    alphabet = noisy_alphabet(kernel, vocab_size)
+    pc = {z: token_density(kernel, vocab_size, beta, CLEAN_TOKEN, z) for z in alphabet}
+    pa = {z: token_density(kernel, vocab_size, beta, ATTACKED_TOKEN, z) for z in alphabet}
+    for seq in itertools.product(alphabet, repeat=budget):
+        c, a = Fraction(1), Fraction(1)
+        for z in seq:
+            c *= pc[z]
+            a *= pa[z]
+        if c or a:
+            yield c, a
+
+
+@dataclass(frozen=True)
+class ExactAtoms:
+    """Atoms with exact masses (THEORY 3): ``ratio`` strictly increasing (finite, > 0), with masses
+    ``clean`` and ``attacked``; ``c0`` the clean mass of ratio-0 outcomes, ``a_inf`` the attacked mass of
+    ratio-infinity outcomes."""
+
+    budget: int
+    ratio: tuple[Fraction, ...]
+    clean: tuple[Fraction, ...]
+    attacked: tuple[Fraction, ...]
+    c0: Fraction
+    a_inf: Fraction
+
+
+def group_atoms(outcomes: Iterator[tuple[Fraction, Fraction]], budget: int) -> ExactAtoms:
+    """Merge outcomes with the same exact likelihood ratio; split off the ratio-0 and ratio-inf parts."""
+    by_ratio: dict[Fraction, list[Fraction]] = {}
+    c0, a_inf = Fraction(0), Fraction(0)
+    for c, a in outcomes:
+        if c == 0:
+            a_inf += a
+        elif a == 0:
+            c0 += c
+        else:
+            slot = by_ratio.setdefault(a / c, [Fraction(0), Fraction(0)])
+            slot[0] += c
+            slot[1] += a
+    keys = sorted(by_ratio)
+    return ExactAtoms(
+        budget,
+        tuple(keys),
+        tuple(by_ratio[k][0] for k in keys),
+        tuple(by_ratio[k][1] for k in keys),
+        c0,
+        a_inf,
+    )
+
+
+@lru_cache(maxsize=256)
+def exact_atoms(kernel: str, vocab_size: int, beta: float, budget: int) -> ExactAtoms:
+    """The atoms over ``budget`` differing positions from the THEORY 3 table, by counts (na, nb, nc).
+
+    The attacked law swaps P(a) and P(b); an outcome with counts (na, nb, nc) has multinomial multiplicity.
+    """
+    pa_, pb_, pc_ = position_masses(kernel, vocab_size, beta)
+
+    def outcomes() -> Iterator[tuple[Fraction, Fraction]]:
+        for na in range(budget + 1):
+            for nb in range(budget + 1 - na):
+                nc = budget - na - nb
+                mult = math.factorial(budget) // (math.factorial(na) * math.factorial(nb) * math.factorial(nc))
+                clean = mult * pa_**na * pb_**nb * pc_**nc
+                attacked = mult * pb_**na * pa_**nb * pc_**nc
+                yield clean, attacked
+
+    return group_atoms(outcomes(), budget)
+
+
+def knapsack(atoms: ExactAtoms, p_a: Fraction) -> Fraction:
+    """The exact e = 0 worst case (THEORY 4): fill clean mass p_a by ascending ratio, sum attacked mass."""
+    if p_a >= 1:
+        return 1 - atoms.a_inf
+    room = p_a - atoms.c0
+    if room <= 0:
+        return Fraction(0)
+    value = Fraction(0)
+    for c, a in zip(atoms.clean, atoms.attacked, strict=True):
+        if room >= c:
+            room -= c
+            value += a
+        else:
+            return value + a * room / c
+    return value
