@@ -253,3 +253,16 @@ def test_any_split_of_the_inputs_gives_the_same_per_input_results(
         a = {k: v for k, v in item.items() if k != "seconds"}
         b = {k: v for k, v in by_id[item["id"]].items() if k != "seconds"}
         assert a == b
+
+
+def test_the_independent_verifier_proves_every_certificate_of_an_audit(make_spec: SpecMaker, tmp_path: Path) -> None:
+    """results.json meets its contract with ``hybridcert verify --results`` (interval-arithmetic proofs)."""
+    from typer.testing import CliRunner
+
+    from hybridcert.cli import app
+
+    res = run(make_spec(), tmp_path / "v")
+    assert any(item["frontier"] for item in res["inputs"])
+    result = CliRunner().invoke(app, ["verify", "--results", str(tmp_path / "v" / RESULTS_NAME)])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "0 not proved" in result.stdout
