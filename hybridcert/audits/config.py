@@ -122,6 +122,11 @@ class CertifySpec(_Spec):
     target_class: Literal[0, 1] | None = None
     chunk_size: int = Field(default=1024, ge=1, le=1 << 20)
     radii: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 1.0])
+    # issue 7: "fixed" = n samples and Clopper-Pearson; "sequential" = the anytime-valid confidence sequence,
+    # looked at after every chunk, each input stopped once every requested (d, eps) point is decided or n
+    # (then the cap n_max) samples are drawn
+    stopping: Literal["fixed", "sequential"] = "fixed"
+    requested: list[tuple[int, float]] | None = None
 
     @model_validator(mode="after")
     def _selection(self) -> CertifySpec:
@@ -129,6 +134,19 @@ class CertifySpec(_Spec):
             raise ValueError("n0 = 0 needs a fixed target_class (0 or 1): no selection samples are drawn")
         if any(not r >= 0.0 for r in self.radii):
             raise ValueError("radii must be >= 0")
+        if self.stopping == "fixed" and self.requested is not None:
+            raise ValueError("requested applies to stopping = \"sequential\" only")
+        if self.stopping == "sequential":
+            if self.sampling != "one-pass":
+                raise ValueError("stopping = \"sequential\" needs sampling = \"one-pass\"")
+            if not self.requested:
+                raise ValueError("stopping = \"sequential\" needs requested = [[d, eps], ...] (the points that "
+                                 "decide when an input stops)")
+            for d, eps in self.requested:
+                if not 0 <= d <= self.max_budget:
+                    raise ValueError(f"requested budget {d} must lie in [0, max_budget = {self.max_budget}]")
+                if not (eps >= 0.0 and eps != float("inf")):
+                    raise ValueError(f"requested radius {eps} must be finite and >= 0")
         return self
 
 
@@ -167,6 +185,12 @@ class RunSpec(_Spec):
     amp: bool = False
     wave: int = Field(default=32, ge=1, le=4096)
     threads: int | None = Field(default=None, ge=1, le=1024)
+    # issue 7: where the (input, chunk) work items run; results do not depend on it (executors.py)
+    executor: Literal["in-process", "ray"] = "in-process"
+    ray_address: str = ""  # "" = a local Ray started here (ray_num_cpus CPUs); else a cluster address
+    ray_num_cpus: int | None = Field(default=None, ge=1, le=4096)
+    ray_actors: int | None = Field(default=None, ge=1, le=4096)  # default: GPUs if any, else the CPUs
+    ray_retries: int = Field(default=3, ge=0, le=100)  # resubmissions of a failed work item
 
 
 class AuditSpec(_Spec):

@@ -38,6 +38,7 @@ import torch
 from hybridcert import __version__
 from hybridcert.audits.config import AuditSpec, FilterSpec, load_vocabulary
 from hybridcert.audits.dataset import AuditInput, Dataset, load_manifest
+from hybridcert.audits.executors import Executor, WorkItem, make_executor
 from hybridcert.audits.filters import Filter
 from hybridcert.audits.results import (
     AuditConfig,
@@ -57,6 +58,8 @@ from hybridcert.audits.results import (
 )
 from hybridcert.audits.samplers import ESTIMATE, SELECT, HybridSampler, ImageNoise, TokenNoise, chunks
 from hybridcert.theory import HybridNoise, ThreatModel, clopper_pearson_lower
+from hybridcert.theory.sequential import METHOD as SEQUENTIAL_METHOD
+from hybridcert.theory.sequential import SequentialRule, decide
 
 LOG_NAME = "results.log.jsonl"
 RESULTS_NAME = "results.json"
@@ -111,6 +114,7 @@ class Audit:
     batch_size: int
     wave: int
     _memo: dict[tuple[float, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    _memo_p: dict[tuple[float, float], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @property
     def config_hash(self) -> str:
@@ -148,6 +152,11 @@ def prepare(spec: AuditSpec, device: str | None = None, batch_size: int | None =
     else:
         testing = (f"one sampling pass per budget d = 0..{c.max_budget} with d positions noised; alpha split "
                    f"over the {c.max_budget + 1} passes (Bonferroni): alpha / {c.max_budget + 1} each")
+    sequential: dict[str, Any] = {}
+    if c.stopping == "sequential":
+        testing += ("; sequential: each input stops once every requested point is decided (anytime-valid "
+                    "confidence sequence at alpha, so stopping on the data keeps the level)")
+        sequential = {"confidence_bound": SEQUENTIAL_METHOD}  # filled in below, once the noise is known
     config = AuditConfig(
         noise=NoiseConfig(kernel=spec.noise.kernel, vocab_size=len(alphabet), beta=spec.noise.beta,
                           sigma=spec.noise.sigma, mask_id=spec.tokens.mask_id,
@@ -156,15 +165,19 @@ def prepare(spec: AuditSpec, device: str | None = None, batch_size: int | None =
         pixel_space=spec.noise.pixel_space, clamp=spec.noise.clamp, tau=c.tau, alpha=c.alpha, n0=c.n0, n=c.n,
         seed=str(spec.seed), sampling=c.sampling, max_budget=c.max_budget, target_class=c.target_class,
         chunk_size=c.chunk_size, multiple_testing=testing, radii=list(c.radii), sampling_device=dev.type,
-        amp=spec.run.amp,
+        amp=spec.run.amp, **sequential,
     )
     dataset_info = DatasetInfo(name=spec.dataset.name or manifest.stem, version=spec.dataset.version,
                                sha256=dataset.manifest_sha256, n_inputs=len(dataset.inputs),
                                content_sha256=dataset.content_sha256)
     sampler = HybridSampler(token_noise, ImageNoise(spec.noise.sigma, spec.noise.clamp, spec.noise.pixel_space),
                             spec.seed, c.chunk_size)
-    return Audit(spec, filter_and_info[0], filter_and_info[1], dataset, dataset_info, config, dev, threat, noise,
-                 sampler, batch_size or spec.run.batch_size, spec.run.wave)
+    audit = Audit(spec, filter_and_info[0], filter_and_info[1], dataset, dataset_info, config, dev, threat, noise,
+                  sampler, batch_size or spec.run.batch_size, spec.run.wave)
+    if c.stopping == "sequential":
+        # both sides share everything in describe() except the threshold, which each input states itself
+        config.sequential = sequential_rule(audit, 1).describe()  # type: ignore[attr-defined]
+    return audit
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -180,8 +193,10 @@ def _clean_tokens(audit: Audit, item: AuditInput) -> torch.Tensor:
     return torch.tensor(tokens, dtype=torch.int64, device=audit.device)
 
 
-def count_class_one(audit: Audit, item: AuditInput, stream: int, count: int, span: tuple[int, int]) -> int:
-    """Number of the ``count`` noisy samples of ``stream`` on which the filter says class 1."""
+def count_class_one(audit: Audit, item: AuditInput, stream: int, count: int, span: tuple[int, int],
+                    first_chunk: int = 0) -> int:
+    """Number of the ``count`` noisy samples of ``stream``, from chunk ``first_chunk`` on, on which the filter
+    says class 1 (the counts of consecutive chunk ranges add up to the count of their union)."""
     if count == 0:
         return 0
     tokens = _clean_tokens(audit, item)
@@ -196,7 +211,8 @@ def count_class_one(audit: Audit, item: AuditInput, stream: int, count: int, spa
         out = audit.filter(toks, imgs)
         return int(out.sum().item())
 
-    for chunk, size in chunks(count, audit.sampler.chunk_size):
+    for index, size in chunks(count, audit.sampler.chunk_size):
+        chunk = first_chunk + index
         toks, imgs = audit.sampler.draw(item.id, tokens, image, span, stream, chunk, size, clean_index)
         pending_t.append(toks)
         pending_i.append(imgs)
@@ -232,26 +248,108 @@ class _Counted:
     target_class: int
     targets: list[int]  # one count (one-pass) or one per budget (per-budget)
     seconds: float
+    n_used: int = 0  # samples behind targets (n, or the samples a sequential input drew)
+    p_lower: float | None = None  # sequential: the confidence-sequence lower bound at the stopping time
+    stopped: str | None = None  # sequential: certified | refuted | cap
 
 
 def _count_input(audit: Audit, item: AuditInput) -> _Counted:
-    start_time = time.perf_counter()
+    """One input in this process (kept for tests and callers that count a single input)."""
+    from hybridcert.audits.executors import InProcessExecutor
+
+    index = next(i for i, x in enumerate(audit.dataset.inputs) if x.id == item.id)
+    return _count_wave(audit, InProcessExecutor(), [(index, item)])[0]
+
+
+def _count_wave(audit: Audit, executor: Executor, items: list[tuple[int, AuditInput]]) -> list[_Counted]:
+    """Counts for a wave of (dataset index, input): every (input, stream) range handed to the executor at once;
+    sequential inputs then advance one chunk per round until ``decide`` stops them (THEORY 5, issue 7)."""
     c = audit.spec.certify
-    full = audit.threat.noised_positions(len(item.tokens))
-    max_budget = min(c.max_budget, full[1] - full[0])
-    selection_ones: int | None = None
-    if c.target_class is not None:
-        target_class = c.target_class
-    else:
-        selection_ones = count_class_one(audit, item, SELECT, c.n0, full)
-        target_class = 1 if selection_ones / c.n0 >= c.tau else 0
-    if c.sampling == "one-pass":
-        ones = [count_class_one(audit, item, ESTIMATE, c.n, full)]
-    else:
-        ones = [count_class_one(audit, item, ESTIMATE + d, c.n, _budget_span(audit, full, d))
-                for d in range(max_budget + 1)]
-    targets = ones if target_class == 1 else [c.n - k for k in ones]
-    return _Counted(item, max_budget, selection_ones, target_class, targets, time.perf_counter() - start_time)
+    fulls = [audit.threat.noised_positions(len(item.tokens)) for _, item in items]
+    budgets = [min(c.max_budget, full[1] - full[0]) for full in fulls]
+    work: list[WorkItem] = []
+    owner: list[int] = []
+    if c.target_class is None:
+        for j, (index, _) in enumerate(items):
+            work.append(WorkItem(index, SELECT, fulls[j], 0, c.n0))
+            owner.append(j)
+    if c.stopping == "fixed":
+        for j, (index, _) in enumerate(items):
+            if c.sampling == "one-pass":
+                work.append(WorkItem(index, ESTIMATE, fulls[j], 0, c.n))
+            else:
+                work += [WorkItem(index, ESTIMATE + d, _budget_span(audit, fulls[j], d), 0, c.n)
+                         for d in range(budgets[j] + 1)]
+            owner += [j] * (1 if c.sampling == "one-pass" else budgets[j] + 1)
+    got = executor.count(audit, work)
+    seconds = [0.0] * len(items)
+    selection: list[int | None] = [None] * len(items)
+    ones: list[list[int]] = [[] for _ in items]
+    for w, j, (k, sec) in zip(work, owner, got, strict=True):
+        seconds[j] += sec
+        if w.stream == SELECT:
+            selection[j] = k
+        else:
+            ones[j].append(k)
+    out: list[_Counted] = []
+    for j, (_, item) in enumerate(items):
+        sel = selection[j]
+        if c.target_class is not None:
+            target_class = c.target_class
+        else:
+            assert sel is not None
+            target_class = 1 if sel / c.n0 >= c.tau else 0
+        targets = ones[j] if target_class == 1 else [c.n - k for k in ones[j]]
+        out.append(_Counted(item, budgets[j], sel, target_class, targets, seconds[j], n_used=c.n))
+    if c.stopping == "sequential":
+        _sequential(audit, executor, items, fulls, out)
+    return out
+
+
+def sequential_rule(audit: Audit, target_class: int) -> SequentialRule:
+    """The stopping rule of one side: requested points, the side's threshold, alpha, cap n, one look per chunk."""
+    c = audit.spec.certify
+    assert c.requested is not None
+    return SequentialRule(noise=audit.noise, points=tuple(c.requested), threshold=side_threshold(c.tau, target_class),
+                          alpha=c.alpha, n_max=c.n, chunk=c.chunk_size)
+
+
+def _sequential(audit: Audit, executor: Executor, items: list[tuple[int, AuditInput]],
+                fulls: list[tuple[int, int]], counted: list[_Counted]) -> None:
+    """Draw one chunk of every live input per round and stop each input by ``decide`` (issue 7).
+
+    ``decide`` treats every input on its own, so an input's samples, stopping time and bound do not depend on
+    the wave it shares, the batch size or the executor.
+    """
+    c = audit.spec.certify
+    rules = {side: sequential_rule(audit, side) for side in (0, 1)}
+    k = [0] * len(items)
+    n = [0] * len(items)
+    live = list(range(len(items)))
+    chunk = 0
+    while live:
+        size = min(c.chunk_size, c.n - chunk * c.chunk_size)
+        work = [WorkItem(items[j][0], ESTIMATE, fulls[j], chunk, size) for j in live]
+        for j, (ones, sec) in zip(live, executor.count(audit, work), strict=True):
+            k[j] += ones if counted[j].target_class == 1 else size - ones
+            n[j] += size
+            counted[j].seconds += sec
+        still: list[int] = []
+        for side, rule in rules.items():
+            group = [j for j in live if counted[j].target_class == side]
+            if not group:
+                continue
+            dec = decide([k[j] for j in group], [n[j] for j in group], rule)
+            for pos, j in enumerate(group):
+                if dec.stop[pos]:
+                    counted[j].targets = [k[j]]
+                    counted[j].n_used = n[j]
+                    counted[j].p_lower = float(dec.p_lower[pos])
+                    counted[j].stopped = str(dec.status[pos])
+                else:
+                    still.append(j)
+        live = sorted(still)
+        chunk += 1
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -267,6 +365,18 @@ def side_threshold(tau: float, target_class: int) -> float:
 def _effective_alpha(audit: Audit) -> float:
     c = audit.spec.certify
     return c.alpha if c.sampling == "one-pass" else c.alpha / (c.max_budget + 1)
+
+
+def _fill_memo_p(audit: Audit, needed: set[tuple[float, float]]) -> None:
+    """Sequential inputs: frontier rows for every (threshold, p_a_lower) not yet known (THEORY 4; the
+    confidence sequence is time-uniform, so its bound at the stopping time enters like a fixed-n bound)."""
+    missing = sorted(needed - set(audit._memo_p))
+    for threshold in sorted({t for t, _ in missing}):
+        ps = [p for t, p in missing if t == threshold]
+        radii, mask = audit.noise.frontier_radii(np.array(ps), tau=threshold,
+                                                 max_budget=audit.spec.certify.max_budget)
+        for i, p in enumerate(ps):
+            audit._memo_p[(threshold, p)] = (radii[i], mask[i])
 
 
 def _fill_memo(audit: Audit, needed: set[tuple[float, int]]) -> None:
@@ -295,9 +405,13 @@ def _certify(audit: Audit, counted: _Counted, share_seconds: float) -> InputResu
     c = audit.spec.certify
     threshold = side_threshold(c.tau, counted.target_class)
     frontier: list[FrontierPoint] = []
-    p_lowers = [float(clopper_pearson_lower(k, c.n, _effective_alpha(audit))) for k in counted.targets]
+    if counted.p_lower is not None:
+        p_lowers = [counted.p_lower]
+    else:
+        p_lowers = [float(clopper_pearson_lower(k, c.n, _effective_alpha(audit))) for k in counted.targets]
     if c.sampling == "one-pass":
-        radii, mask = audit._memo[(threshold, counted.targets[0])]
+        radii, mask = (audit._memo_p[(threshold, counted.p_lower)] if counted.p_lower is not None
+                       else audit._memo[(threshold, counted.targets[0])])
         for d in range(counted.max_budget + 1):
             if not mask[d]:
                 break
@@ -313,9 +427,10 @@ def _certify(audit: Audit, counted: _Counted, share_seconds: float) -> InputResu
     decision: Decision = ("flag" if counted.target_class == 1 else "no-flag") if frontier else "abstain"
     label = counted.item.label
     correct = decision != "abstain" and (decision == "flag") == (label == 1)
+    extra: dict[str, Any] = {} if counted.stopped is None else {"stopped": counted.stopped}
     return InputResult(
         id=counted.item.id, label=label, group=counted.item.group,
-        counts=Counts(n0=c.n0 if c.target_class is None else 0, n=c.n, target=counted.targets[0],
+        counts=Counts(n0=c.n0 if c.target_class is None else 0, n=counted.n_used, target=counted.targets[0],
                       selection_target=(None if counted.selection_ones is None else
                                         (counted.selection_ones if counted.target_class == 1
                                          else c.n0 - counted.selection_ones)),
@@ -324,7 +439,7 @@ def _certify(audit: Audit, counted: _Counted, share_seconds: float) -> InputResu
         threshold=threshold, p_a_lower=p_lowers[0],
         p_a_lower_per_budget=p_lowers if c.sampling == "per-budget" else None,
         decision=decision, correct=correct, max_budget=counted.max_budget, frontier=frontier,
-        seconds=round(counted.seconds + share_seconds, 6),
+        seconds=round(counted.seconds + share_seconds, 6), **extra,
     )
 
 
@@ -336,8 +451,11 @@ def certify_inputs(audit: Audit, items: list[AuditInput]) -> list[InputResult]:
 def _certify_counted(audit: Audit, counted: list[_Counted]) -> list[InputResult]:
     """Certificates for counted inputs: one vectorised theory call per side for the counts not yet known."""
     start = time.perf_counter()
-    needed = {(side_threshold(audit.spec.certify.tau, x.target_class), k) for x in counted for k in x.targets}
-    _fill_memo(audit, needed)
+    tau = audit.spec.certify.tau
+    _fill_memo(audit, {(side_threshold(tau, x.target_class), k) for x in counted if x.p_lower is None
+                       for k in x.targets})
+    _fill_memo_p(audit, {(side_threshold(tau, x.target_class), x.p_lower) for x in counted
+                         if x.p_lower is not None})
     share = (time.perf_counter() - start) / max(len(counted), 1)
     return [_certify(audit, x, share) for x in counted]
 
@@ -432,13 +550,17 @@ def check_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
 
 def audit_from_file(config: Path, out_dir: Path, resume: bool = False, overwrite: bool = False,
                     device: str | None = None, batch_size: int | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> AuditResults:
-    """``hybridcert audit``: validate everything first (nothing is written on bad input), then run."""
+                    progress: Callable[[int, int], None] | None = None,
+                    executor: str | None = None) -> AuditResults:
+    """``hybridcert audit``: validate everything first (nothing is written on bad input), then run.
+    ``executor`` overrides ``[run] executor`` (in-process or ray)."""
     from hybridcert.audits.config import load_spec
 
+    if executor is not None and executor not in ("in-process", "ray"):
+        raise ValueError(f"--executor must be in-process or ray, got {executor!r}")
     check_out_dir(Path(out_dir), resume, overwrite)
     audit = prepare(load_spec(config), device=device, batch_size=batch_size)
-    return run_audit(audit, out_dir, resume=resume, overwrite=overwrite, progress=progress)
+    return run_audit(audit, out_dir, resume=resume, overwrite=overwrite, progress=progress, executor=executor)
 
 
 def summary_rows(results: AuditResults) -> tuple[list[float], list[tuple[int, list[float]]]]:
@@ -456,19 +578,25 @@ def run_audit(
     resume: bool = False,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    executor: str | None = None,
 ) -> AuditResults:
-    """Certify every input, appending each to the log as it finishes; write ``results.json`` at the end."""
+    """Certify every input, appending each to the log as it finishes; write ``results.json`` at the end.
+    The counts come from ``executor`` (default ``[run] executor``; executors.py): results do not depend on it."""
+    check_out_dir(Path(out_dir), resume, overwrite)
     threads = torch.get_num_threads()
     if audit.spec.run.threads is not None:
         torch.set_num_threads(audit.spec.run.threads)
+    runner = make_executor(audit, executor)
     try:
-        return _run_audit(audit, Path(out_dir), resume, overwrite, progress)
+        return _run_audit(audit, Path(out_dir), resume, overwrite, progress, runner)
     finally:
+        runner.close()
         torch.set_num_threads(threads)
 
 
 def _run_audit(
-    audit: Audit, out_dir: Path, resume: bool, overwrite: bool, progress: Callable[[int, int], None] | None
+    audit: Audit, out_dir: Path, resume: bool, overwrite: bool, progress: Callable[[int, int], None] | None,
+    executor: Executor,
 ) -> AuditResults:
     log_path, results_path = out_dir / LOG_NAME, out_dir / RESULTS_NAME
     check_out_dir(out_dir, resume, overwrite)
@@ -482,6 +610,7 @@ def _run_audit(
     out_dir.mkdir(parents=True, exist_ok=True)
     header_needed = not log_path.is_file() or log_path.stat().st_size == 0
     todo = [item for item in audit.dataset.inputs if item.id not in done]
+    index_of = {item.id: i for i, item in enumerate(audit.dataset.inputs)}
     total = len(ids)
     if progress:
         progress(len(done), total)
@@ -494,7 +623,8 @@ def _run_audit(
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="certify") as pool:
             pending: Future[list[InputResult]] | None = None
             for start in range(0, len(todo), audit.wave):
-                counted = [_count_input(audit, item) for item in todo[start:start + audit.wave]]
+                counted = _count_wave(audit, executor, [(index_of[item.id], item)
+                                                        for item in todo[start:start + audit.wave]])
                 if pending is not None:
                     _log_results(fh, pending.result(), done, total, progress)
                 pending = pool.submit(_certify_counted, audit, counted)
@@ -506,7 +636,7 @@ def _run_audit(
         created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         config=audit.config, model=audit.model, dataset=audit.dataset_info, inputs=inputs,
         aggregates=aggregate(inputs, audit.spec.certify.max_budget, audit.spec.certify.radii),
-        environment=_environment(audit),
+        environment={**_environment(audit), "executor": executor.name},
     )
     write_json_atomic(results_path, results.to_json_obj())
     return results
