@@ -304,6 +304,9 @@ def audit(
     device: Annotated[str | None, typer.Option(help="Override run.device (auto, cpu, cuda, ...).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Override run.batch_size (samples per forward).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results.json's aggregates as JSON.")] = False,
+    executor: Annotated[
+        str | None, typer.Option(help="Override run.executor: in-process, or ray (needs hybridcert[ray]).")
+    ] = None,
 ) -> None:
     """Certify a filter on a dataset (THEORY 4, 5): results.json plus a resumable log in --out."""
     import time
@@ -317,7 +320,7 @@ def audit(
         bar, update = _progress_callback()
         with bar:
             results = audit_from_file(config, out_dir, resume=resume, overwrite=overwrite, device=device,
-                                      batch_size=batch_size, progress=update)
+                                      batch_size=batch_size, progress=update, executor=executor)
     if as_json:
         print_json(results.aggregates.model_dump(mode="json"))
         return

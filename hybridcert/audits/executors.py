@@ -124,7 +124,16 @@ class RayExecutor:
             if run.ray_address:
                 ray.init(address=run.ray_address, include_dashboard=False, log_to_driver=False)
             else:
-                ray.init(num_cpus=run.ray_num_cpus, include_dashboard=False, log_to_driver=False)
+                # a local Ray: its workers import hybridcert from where this process does (a checkout or an
+                # installed package alike); a cluster's nodes need hybridcert installed
+                import os
+                from pathlib import Path
+
+                root = str(Path(__file__).resolve().parents[2])
+                path = os.environ.get("PYTHONPATH", "")
+                env = {"PYTHONPATH": root + (os.pathsep + path if path else "")}
+                ray.init(num_cpus=run.ray_num_cpus, include_dashboard=False, log_to_driver=False,
+                         runtime_env={"env_vars": env})
             self._owns = True
         gpu = audit.device.type == "cuda"
         resources = ray.cluster_resources()
