@@ -35,8 +35,8 @@ def same(a: dict, b: dict) -> bool:
 
 @pytest.fixture(scope="module")
 def seq_results(tmp_path_factory: pytest.TempPathFactory, demo_base: tuple[Path, dict]) -> dict:
-    from tests.audits.conftest import _merge
     from hybridcert.audits.config import parse_spec
+    from tests.audits.conftest import _merge
 
     root, data = demo_base
     out = tmp_path_factory.mktemp("seq") / "out"
