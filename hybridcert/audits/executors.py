@@ -143,10 +143,18 @@ class RayExecutor:
         device = "cuda" if gpu else audit.device.type
         self._actors = [remote.remote(audit.spec, device, audit.batch_size, run.threads) for _ in range(actors)]
         self._retries = run.ray_retries
-        shas = ray.get([a.model_sha256.remote() for a in self._actors])
-        if any(sha != audit.model.sha256 for sha in shas):
-            raise ValueError("a Ray actor loaded different filter weights than this process (sha256 differs): "
-                             "every node must see the same weights file")
+        try:
+            try:
+                shas = ray.get([a.model_sha256.remote() for a in self._actors])
+            except Exception as exc:
+                lines = [line for line in str(exc).splitlines() if line.strip()]
+                raise ValueError(f"a Ray actor could not prepare the audit: {lines[-1] if lines else exc!r}") from exc
+            if any(sha != audit.model.sha256 for sha in shas):
+                raise ValueError("a Ray actor loaded different filter weights than this process (sha256 differs): "
+                                 "every node must see the same weights file")
+        except BaseException:
+            self.close()
+            raise
 
     def count(self, audit: Audit, work: Sequence[WorkItem]) -> list[tuple[int, float]]:
         ray = self._ray

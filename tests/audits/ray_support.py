@@ -25,3 +25,12 @@ class FlakyDemoFilterNet(DemoFilterNet):
                     raise RuntimeError("injected failure (test)")
                 os._exit(1)
         return super().forward(tokens, images)
+
+
+class UnloadableOnWorkersNet(DemoFilterNet):
+    """The demo filter, except that it cannot be built on a Ray worker (as with weights missing on a node)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        if os.environ.get("HYBRIDCERT_TEST_FAULTS"):
+            raise RuntimeError("cannot build the filter on this node (test)")
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]

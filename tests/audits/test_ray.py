@@ -91,3 +91,13 @@ def test_cli_audit_executor_ray(ray_cluster: Any, write_config: Callable[..., Pa
     assert canonical_dumps(deterministic_view(a)) == canonical_dumps(deterministic_view(b))
     bad = cli.invoke(app, ["audit", "--config", str(config), "--out", str(tmp_path / "x"), "--executor", "dask"])
     assert bad.exit_code == 2 and "--executor must be in-process or ray" in bad.stderr
+
+
+@pytest.mark.slow
+def test_an_actor_that_cannot_load_the_filter_is_a_clear_error(ray_cluster: Any, make_spec: SpecMaker,
+                                                              tmp_path: Path) -> None:
+    spec = make_spec(filter={"class_path": "tests.audits.ray_support:UnloadableOnWorkersNet"})
+    audit = prepare(spec)  # builds here: the variable that breaks it is set on the workers only
+    with pytest.raises(ValueError, match="a Ray actor could not prepare the audit: .*cannot build the filter"):
+        run_audit(audit, tmp_path / "o", executor="ray")
+    assert ray_cluster.is_initialized()
