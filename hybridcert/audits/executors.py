@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from hybridcert.audits.config import AuditSpec
+    from hybridcert.audits.config import AuditSpec, RunSpec
     from hybridcert.audits.runner import Audit
 
 
@@ -119,28 +119,14 @@ class RayExecutor:
         ray = _import_ray()
         run = audit.spec.run
         self._ray = ray
-        self._owns = False
-        if not ray.is_initialized():
-            if run.ray_address:
-                ray.init(address=run.ray_address, include_dashboard=False, log_to_driver=False)
-            else:
-                # a local Ray: its workers import hybridcert from where this process does (a checkout or an
-                # installed package alike); a cluster's nodes need hybridcert installed
-                import os
-                from pathlib import Path
-
-                root = str(Path(__file__).resolve().parents[2])
-                path = os.environ.get("PYTHONPATH", "")
-                env = {"PYTHONPATH": root + (os.pathsep + path if path else "")}
-                ray.init(num_cpus=run.ray_num_cpus, include_dashboard=False, log_to_driver=False,
-                         runtime_env={"env_vars": env})
-            self._owns = True
-        gpu = audit.device.type == "cuda"
+        self._actors: list[Any] = []
+        self._owns = start_ray(run)
+        gpu = audit.config.sampling_device == "cuda"  # the device type the seeded streams are drawn on
         resources = ray.cluster_resources()
         actors = run.ray_actors or max(1, int(resources.get("GPU" if gpu else "CPU", 1)))
         remote = ray.remote(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1, max_restarts=3,
                             max_task_retries=3)(_Worker)
-        device = "cuda" if gpu else audit.device.type
+        device = audit.config.sampling_device
         self._actors = [remote.remote(audit.spec, device, audit.batch_size, run.threads) for _ in range(actors)]
         self._retries = run.ray_retries
         try:
@@ -198,10 +184,56 @@ class RayExecutor:
             self._ray.shutdown()
 
 
+def start_ray(run: RunSpec) -> bool:
+    """Start Ray unless it runs already: ``ray_address`` (a cluster) or a local Ray with ``ray_num_cpus``;
+    True when this call started it (the caller then shuts it down)."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return False
+    if run.ray_address:
+        ray.init(address=run.ray_address, include_dashboard=False, log_to_driver=False)
+        return True
+    # a local Ray: its workers import hybridcert from where this process does (a checkout or an installed
+    # package alike); a cluster's nodes need hybridcert installed
+    import os
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.environ.get("PYTHONPATH", "")
+    env = {"PYTHONPATH": root + (os.pathsep + path if path else "")}
+    ray.init(num_cpus=run.ray_num_cpus, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": env})
+    return True
+
+
+def ray_sampling_device(requested: str) -> str:
+    """The device type Ray actors sample on, resolved against the running Ray cluster rather than this machine
+    (the driver need not have the cluster's GPUs): ``auto`` -> ``cuda`` when the cluster has GPUs, else
+    ``cpu``; ``cuda``/``cuda:N`` -> ``cuda`` (each actor gets its own GPU); ``cpu`` -> ``cpu``."""
+    import torch
+
+    ray = _import_ray()
+    gpus = float(ray.cluster_resources().get("GPU", 0))
+    if requested == "auto":
+        return "cuda" if gpus > 0 else "cpu"
+    try:
+        kind = torch.device(requested).type
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"run.device: unknown device {requested!r}") from exc
+    if kind == "cuda" and gpus <= 0:
+        raise ValueError(f"run.device: {requested!r} requested but the Ray cluster has no GPU")
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"run.device: {requested!r} is not supported with the Ray executor (cpu, cuda or auto)")
+    return kind
+
+
 def make_executor(audit: Audit, name: str | None = None) -> Executor:
     """The executor named by ``name`` (or ``[run] executor``): ``in-process`` or ``ray``."""
     chosen = name or audit.spec.run.executor
     if chosen == "in-process":
+        if audit.device.type != audit.config.sampling_device:
+            raise ValueError(f"this audit samples on {audit.config.sampling_device} (prepared for Ray actors); "
+                             f"in this process it would sample on {audit.device.type}: use the ray executor")
         return InProcessExecutor()
     if chosen == "ray":
         return RayExecutor(audit)

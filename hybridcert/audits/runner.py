@@ -124,9 +124,16 @@ class Audit:
 
 
 def prepare(spec: AuditSpec, device: str | None = None, batch_size: int | None = None,
-            filt: tuple[Filter, ModelInfo] | None = None) -> Audit:
-    """Validate the whole audit (filter, dataset, noise) before anything runs or is written."""
-    dev = resolve_device(device or spec.run.device)
+            filt: tuple[Filter, ModelInfo] | None = None, sampling_device: str | None = None) -> Audit:
+    """Validate the whole audit (filter, dataset, noise) before anything runs or is written.
+
+    ``sampling_device`` (``cpu`` or ``cuda``; the Ray executor): the device type the work items will be
+    sampled on elsewhere, recorded in the config; this process then builds the filter only to validate and
+    identify it, on the CPU (so that it takes no GPU memory from an actor on this node; ``device`` is ignored).
+    """
+    if sampling_device not in (None, "cpu", "cuda"):
+        raise ValueError(f"sampling_device must be cpu or cuda, got {sampling_device!r}")
+    dev = resolve_device(device or spec.run.device) if sampling_device is None else torch.device("cpu")
     alphabet = spec.tokens.alphabet_ids()
     threat = ThreatModel(spec.threat_model.kind, spec.threat_model.span)
     noise = HybridNoise(spec.noise.kernel, len(alphabet), spec.noise.beta, spec.noise.sigma)
@@ -164,8 +171,8 @@ def prepare(spec: AuditSpec, device: str | None = None, batch_size: int | None =
         threat_model=ThreatModelConfig(kind=threat.kind, span=threat.span, pad_id=spec.tokens.pad_id),
         pixel_space=spec.noise.pixel_space, clamp=spec.noise.clamp, tau=c.tau, alpha=c.alpha, n0=c.n0, n=c.n,
         seed=str(spec.seed), sampling=c.sampling, max_budget=c.max_budget, target_class=c.target_class,
-        chunk_size=c.chunk_size, multiple_testing=testing, radii=list(c.radii), sampling_device=dev.type,
-        amp=spec.run.amp, **sequential,
+        chunk_size=c.chunk_size, multiple_testing=testing, radii=list(c.radii),
+        sampling_device=sampling_device or dev.type, amp=spec.run.amp, **sequential,
     )
     dataset_info = DatasetInfo(name=spec.dataset.name or manifest.stem, version=spec.dataset.version,
                                sha256=dataset.manifest_sha256, n_inputs=len(dataset.inputs),
@@ -559,8 +566,22 @@ def audit_from_file(config: Path, out_dir: Path, resume: bool = False, overwrite
     if executor is not None and executor not in ("in-process", "ray"):
         raise ValueError(f"--executor must be in-process or ray, got {executor!r}")
     check_out_dir(Path(out_dir), resume, overwrite)
-    audit = prepare(load_spec(config), device=device, batch_size=batch_size)
-    return run_audit(audit, out_dir, resume=resume, overwrite=overwrite, progress=progress, executor=executor)
+    spec = load_spec(config)
+    if (executor or spec.run.executor) != "ray":
+        audit = prepare(spec, device=device, batch_size=batch_size)
+        return run_audit(audit, out_dir, resume=resume, overwrite=overwrite, progress=progress, executor=executor)
+    # Ray: the sampling device is the cluster's (a driver without a GPU can run a GPU cluster's audit)
+    from hybridcert.audits.executors import ray_sampling_device, start_ray
+
+    owned = start_ray(spec.run)  # a clear ValueError when Ray is not installed
+    import ray as ray_module
+
+    try:
+        audit = prepare(spec, batch_size=batch_size, sampling_device=ray_sampling_device(device or spec.run.device))
+        return run_audit(audit, out_dir, resume=resume, overwrite=overwrite, progress=progress, executor="ray")
+    finally:
+        if owned:
+            ray_module.shutdown()
 
 
 def summary_rows(results: AuditResults) -> tuple[list[float], list[tuple[int, list[float]]]]:

@@ -101,3 +101,22 @@ def test_an_actor_that_cannot_load_the_filter_is_a_clear_error(ray_cluster: Any,
     with pytest.raises(ValueError, match="a Ray actor could not prepare the audit: .*cannot build the filter"):
         run_audit(audit, tmp_path / "o", executor="ray")
     assert ray_cluster.is_initialized()
+
+
+@pytest.mark.slow
+def test_the_sampling_device_is_resolved_against_the_cluster(ray_cluster: Any, make_spec: SpecMaker,
+                                                             tmp_path: Path) -> None:
+    """A driver need not have the cluster's GPUs: auto follows the cluster (here CPU only), cuda without GPUs
+    in the cluster is a clear error, and an audit prepared for CUDA actors refuses to sample in-process."""
+    from hybridcert.audits.executors import ray_sampling_device
+
+    assert ray_sampling_device("auto") == "cpu" and ray_sampling_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="the Ray cluster has no GPU"):
+        ray_sampling_device("cuda:0")
+    with pytest.raises(ValueError, match="not supported with the Ray executor"):
+        ray_sampling_device("mps")
+    audit = prepare(make_spec(), sampling_device="cuda")  # built here on the CPU whatever this machine has
+    assert audit.config.sampling_device == "cuda" and audit.device.type == "cpu"
+    assert audit.config_hash != prepare(make_spec(run={"device": "cpu"})).config_hash  # CPU and CUDA streams differ
+    with pytest.raises(ValueError, match="this audit samples on cuda"):
+        run_audit(audit, tmp_path / "o", executor="in-process")
