@@ -262,6 +262,99 @@ def _print_results_verification(data: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------------------
 
 
+def _progress_callback() -> tuple[Any, Any]:
+    """A rich progress bar on stderr (off when stderr is not a terminal) and its update callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("certifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=err, disable=not sys.stderr.isatty(), transient=True)
+    task = bar.add_task("audit", total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    return bar, update
+
+
+def _print_audit_summary(results: Any, seconds: float, out_dir: Path) -> None:
+    from hybridcert.audits.runner import summary_rows
+
+    agg = results.aggregates
+    cfg = results.config
+    out.print(
+        f"{results.dataset.name}: {agg.n_inputs} inputs, {cfg.noise.kernel} V={cfg.noise.vocab_size} "
+        f"beta={cfg.noise.beta} sigma={cfg.noise.sigma}, tau={cfg.tau}, alpha={cfg.alpha}, n={cfg.n}, "
+        f"{cfg.threat_model.kind}; clean (smoothed) accuracy {agg.clean_rate:.1%}, abstain {agg.abstain}, "
+        f"{seconds:.1f} s"
+    )
+    radii, rows = summary_rows(results)
+    table = Table("certified rate", *[f"eps={r:g}" for r in radii], box=None, pad_edge=False)
+    for budget, rates in rows:
+        table.add_row(f"d={budget}", *[f"{rate:.0%}" for rate in rates])
+    out.print(table)
+    out.print(f"wrote {out_dir / 'results.json'}")
+
+
+@app.command()
+def audit(
+    config: Annotated[Path, typer.Option("--config", help="The audit.toml to run.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (results.json and the audit log).")],
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted audit in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard an earlier audit in --out.")] = False,
+    device: Annotated[str | None, typer.Option(help="Override run.device (auto, cpu, cuda, ...).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Override run.batch_size (samples per forward).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results.json's aggregates as JSON.")] = False,
+    executor: Annotated[
+        str | None, typer.Option(help="Override run.executor: in-process, or ray (needs hybridcert[ray]).")
+    ] = None,
+) -> None:
+    """Certify a filter on a dataset (THEORY 4, 5): results.json plus a resumable log in --out."""
+    import time
+
+    from hybridcert.audits.runner import audit_from_file
+
+    with user_errors():
+        if batch_size is not None and batch_size < 1:
+            fail(f"--batch-size must be >= 1, got {batch_size}")
+        start = time.perf_counter()
+        bar, update = _progress_callback()
+        with bar:
+            results = audit_from_file(config, out_dir, resume=resume, overwrite=overwrite, device=device,
+                                      batch_size=batch_size, progress=update, executor=executor)
+    if as_json:
+        print_json(results.aggregates.model_dump(mode="json"))
+        return
+    _print_audit_summary(results, time.perf_counter() - start, out_dir)
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder: data, audit.toml, results.json.")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard an earlier audit in --out.")] = False,
+    device: Annotated[str, typer.Option(help="cpu (default), cuda or auto.")] = "cpu",
+    inputs: Annotated[int, typer.Option("--inputs", help="Number of demo inputs (1..300).")] = 100,
+    n: Annotated[int, typer.Option("--n", help="Estimation samples per input.")] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the aggregates as JSON.")] = False,
+) -> None:
+    """The bundled offline demo: digits x digit names, a small noise-trained filter, a full audit."""
+    import time
+
+    from hybridcert.audits.demo.run import write_demo
+    from hybridcert.audits.runner import audit_from_file, check_out_dir
+
+    with user_errors():
+        start = time.perf_counter()
+        check_out_dir(out_dir, resume=False, overwrite=overwrite)
+        config = write_demo(out_dir, n_inputs=inputs, n=n, device=device)
+        bar, update = _progress_callback()
+        with bar:
+            results = audit_from_file(config, out_dir, overwrite=overwrite, progress=update)
+    if as_json:
+        print_json(results.aggregates.model_dump(mode="json"))
+        return
+    _print_audit_summary(results, time.perf_counter() - start, out_dir)
+
+
 # ------------------------------------------------------------------------------------------------------
 # keys, report, verify-report (reports)
 # ------------------------------------------------------------------------------------------------------

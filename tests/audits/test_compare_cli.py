@@ -154,8 +154,9 @@ def test_demo_filter_against_a_weaker_one(tmp_path: Path) -> None:  # pragma: no
     """The demo filter vs the same architecture with degraded weights: the gate fails, listing exactly the
     inputs certified before and not after (read from the two results files)."""
     import numpy as np
-    from hybridcert.audits.demo import WEIGHTS
     from safetensors.numpy import load_file, save_file
+
+    from hybridcert.audits.demo import WEIGHTS
 
     base = tmp_path / "base"
     cmd = [sys.executable, "-m", "hybridcert"]

@@ -70,10 +70,10 @@ def test_rate_interval_contains_the_exact_interval_at_the_ends(n: int, level: fl
     # k = 0 and k = n have closed forms: upper(0) = 1 - a^(1/n), lower(n) = a^(1/n), a = (1 - level) / 2
     import mpmath
 
-    mpmath.mp.dps = 40
-    a = (1 - mpmath.mpf(str(level))) / 2
-    assert rate_interval(0, n, level)[1] >= 1 - a ** (mpmath.mpf(1) / n)
-    assert rate_interval(n, n, level)[0] <= a ** (mpmath.mpf(1) / n)
+    with mpmath.workdps(40):
+        a = (1 - mpmath.mpf(str(level))) / 2
+        assert rate_interval(0, n, level)[1] >= 1 - a ** (mpmath.mpf(1) / n)
+        assert rate_interval(n, n, level)[0] <= a ** (mpmath.mpf(1) / n)
 
 
 def test_rate_interval_edge_cases() -> None:

@@ -7,12 +7,28 @@ bracketed root finding, and the radius solves the two equations F(u, e) = p_A, G
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 import mpmath as mp
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 DPS = 40
-mp.mp.dps = DPS
+
+
+def _at_dps(fun: Callable[P, T]) -> Callable[P, T]:
+    """Run at DPS digits whatever the global mpmath precision is (other tests may change it)."""
+
+    @functools.wraps(fun)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        with mp.workdps(DPS):
+            return fun(*args, **kwargs)
+
+    return wrapper
 
 
 @dataclass
@@ -24,6 +40,7 @@ class MpAtoms:
     a_inf: mp.mpf  # attacked mass with clean mass 0
 
 
+@_at_dps
 def position_masses(kernel: str, vocab: int, beta: float) -> tuple[mp.mpf, mp.mpf, mp.mpf]:
     v, b = mp.mpf(vocab), mp.mpf(beta)
     if kernel == "uniform-other":
@@ -35,6 +52,7 @@ def position_masses(kernel: str, vocab: int, beta: float) -> tuple[mp.mpf, mp.mp
     raise ValueError(kernel)
 
 
+@_at_dps
 def atoms(kernel: str, vocab: int, beta: float, d: int) -> MpAtoms:
     pa, pb, pc = position_masses(kernel, vocab, beta)
     merged: dict[int, list[mp.mpf]] = {}  # atoms with equal nb - na have equal ratio (pa/pb)^(nb - na)
@@ -63,10 +81,12 @@ def atoms(kernel: str, vocab: int, beta: float, d: int) -> MpAtoms:
     return MpAtoms(levels, clean, attacked, c0, a_inf)
 
 
+@_at_dps
 def _f(a: MpAtoms, u: mp.mpf, e: mp.mpf) -> mp.mpf:
     return a.c0 + mp.fsum(c * mp.ncdf((u - lv) / e + e / 2) for lv, c in zip(a.levels, a.clean, strict=True))
 
 
+@_at_dps
 def _g(a: MpAtoms, u: mp.mpf, e: mp.mpf) -> mp.mpf:
     return mp.fsum(w * mp.ncdf((u - lv) / e - e / 2) for lv, w in zip(a.levels, a.attacked, strict=True))
 
@@ -100,6 +120,7 @@ def _bisect(fun, lo: mp.mpf, hi: mp.mpf, target: mp.mpf, iters: int = 400) -> mp
     return (lo + hi) / 2
 
 
+@_at_dps
 def _level(a: MpAtoms, p: mp.mpf, e: mp.mpf) -> mp.mpf:
     """The level u with F(u) = p, for C0 < p < 1 and e > 0."""
     lo_l = min(a.levels) if a.levels else mp.mpf(0)
@@ -113,6 +134,7 @@ def _level(a: MpAtoms, p: mp.mpf, e: mp.mpf) -> mp.mpf:
     return _bisect(lambda u: _f(a, u, e), lo, hi, p)
 
 
+@_at_dps
 def knapsack(a: MpAtoms, p: mp.mpf) -> mp.mpf:
     """e = 0: fill clean mass p by ascending ratio (ratio-0 atoms first)."""
     if p <= a.c0:
@@ -127,6 +149,7 @@ def knapsack(a: MpAtoms, p: mp.mpf) -> mp.mpf:
     return adv
 
 
+@_at_dps
 def worst_case(kernel: str, vocab: int, beta: float, sigma: float, p: float, d: int, eps: float) -> mp.mpf:
     a = atoms(kernel, vocab, beta, d)
     pm, e = mp.mpf(p), mp.mpf(eps) / mp.mpf(sigma)
@@ -139,6 +162,7 @@ def worst_case(kernel: str, vocab: int, beta: float, sigma: float, p: float, d: 
     return _g(a, _level(a, pm, e), e)
 
 
+@_at_dps
 def radius(
     kernel: str, vocab: int, beta: float, sigma: float, p: float, d: int, tau: float, start: float
 ) -> mp.mpf:
@@ -170,6 +194,7 @@ def radius(
     return e_star * s
 
 
+@_at_dps
 def cohen(p: float, sigma: float, tau: float) -> mp.mpf:
     pm = mp.mpf(p)
     if pm < tau:

@@ -44,7 +44,11 @@ POINTS = ((0, 0.25), (0, 0.5), (1, 0.25))
 def _reference_m(k: int, n: int, p0: float, a: float = 0.1, b: float = 0.1) -> mp.mpf:
     """pi([0, p0]) + int_{p0}^1 R_n(q; p0) pi(dq), integrating over u = 1 - q = v^(1/b) so that the
     (1 - q)^(b - 1) singularity of the prior at q = 1 disappears (tanh-sinh misses mass there otherwise)."""
-    mp.mp.dps = 30
+    with mp.workdps(30):
+        return _reference_m_at_working_precision(k, n, p0, a, b)
+
+
+def _reference_m_at_working_precision(k: int, n: int, p0: float, a: float, b: float) -> mp.mpf:
     A, B, K, N, P = mp.mpf(a), mp.mpf(b), mp.mpf(k), mp.mpf(n), mp.mpf(p0)
     u0 = 1 - P
     c = -K * mp.log(P) - (N - K) * mp.log(u0) - mp.log(mp.beta(A, B)) - mp.log(B)

@@ -1,0 +1,272 @@
+"""``audit.toml``: the audit specification, parsed with pydantic; every error names the offending field.
+
+Relative paths (dataset manifest, filter weights, word vocabulary) are resolved against the file's folder.
+Example (the demo writes a complete one next to its results)::
+
+    seed = 20261125
+
+    [noise]
+    kernel = "uniform-other"      # uniform-other | uniform-all | absorb
+    beta = 0.75
+    sigma = 0.5                   # in [0, 1] pixel space (THEORY 1, 7)
+
+    [threat_model]
+    kind = "l0"                   # l0 | suffix-append | suffix-inplace (then: span = m)
+
+    [tokens]
+    alphabet_range = [0, 32]      # or alphabet = [ids...]: the allowed token set, V = its size
+    model_vocab_size = 34         # every token id must be < this
+    mask_id = 33                  # absorb only: outside the alphabet
+    pad_id = 0                    # suffix-append only: in the alphabet
+
+    [certify]
+    tau = 0.5
+    alpha = 0.001
+    n0 = 64
+    n = 1000
+    max_budget = 4
+
+    [dataset]
+    manifest = "manifest.jsonl"
+    image_shape = [1, 8, 8]
+
+    [filter]
+    type = "module"
+    class_path = "hybridcert.audits.demo.model:DemoFilterNet"
+    weights = "demo_filter.safetensors"
+
+    [run]
+    device = "auto"               # auto | cpu | cuda | cuda:1 ...
+    batch_size = 1024
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hybridcert.theory import KernelName
+
+MAX_SAMPLES = 10**9
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoiseSpec(_Spec):
+    kernel: KernelName = "uniform-other"
+    beta: float = Field(gt=0.0, le=1.0)
+    sigma: float = Field(gt=0.0, allow_inf_nan=False)
+    clamp: bool = False
+    pixel_space: Literal["[0,1]", "[-1,1]"] = "[0,1]"
+
+
+class ThreatSpec(_Spec):
+    kind: Literal["l0", "suffix-append", "suffix-inplace"] = "l0"
+    span: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _span(self) -> ThreatSpec:
+        if self.kind == "l0" and self.span is not None:
+            raise ValueError("span applies to the suffix threat models only")
+        if self.kind != "l0" and self.span is None:
+            raise ValueError(f"the {self.kind} threat model needs span = m (the number of noised positions)")
+        return self
+
+
+class TokensSpec(_Spec):
+    alphabet: list[int] | None = None
+    alphabet_range: tuple[int, int] | None = None
+    model_vocab_size: int = Field(ge=2)
+    mask_id: int | None = Field(default=None, ge=0)
+    pad_id: int | None = Field(default=None, ge=0)
+    vocabulary: str | None = None
+
+    @model_validator(mode="after")
+    def _alphabet(self) -> TokensSpec:
+        if (self.alphabet is None) == (self.alphabet_range is None):
+            raise ValueError("give exactly one of alphabet (a list of token ids) or alphabet_range = [start, stop)")
+        ids = self.alphabet_ids()
+        if len(ids) < 2:
+            raise ValueError("the alphabet needs at least 2 token ids")
+        if len(set(ids)) != len(ids):
+            raise ValueError("alphabet holds duplicate token ids")
+        if min(ids) < 0 or max(ids) >= self.model_vocab_size:
+            raise ValueError(f"alphabet token ids must lie in [0, model_vocab_size = {self.model_vocab_size})")
+        for name in ("mask_id", "pad_id"):
+            value = getattr(self, name)
+            if value is not None and value >= self.model_vocab_size:
+                raise ValueError(f"{name} {value} is outside the model vocabulary [0, {self.model_vocab_size})")
+        return self
+
+    def alphabet_ids(self) -> list[int]:
+        if self.alphabet is not None:
+            return list(self.alphabet)
+        assert self.alphabet_range is not None
+        start, stop = self.alphabet_range
+        return list(range(start, stop))
+
+
+class CertifySpec(_Spec):
+    tau: float = Field(default=0.5, gt=0.0, lt=1.0)
+    alpha: float = Field(default=0.001, gt=0.0, lt=1.0)
+    n0: int = Field(default=64, ge=0, le=MAX_SAMPLES)
+    n: int = Field(default=1000, ge=1, le=MAX_SAMPLES)
+    sampling: Literal["one-pass", "per-budget"] = "one-pass"
+    max_budget: int = Field(default=4, ge=0, le=256)
+    target_class: Literal[0, 1] | None = None
+    chunk_size: int = Field(default=1024, ge=1, le=1 << 20)
+    radii: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 1.0])
+    # issue 7: "fixed" = n samples and Clopper-Pearson; "sequential" = the anytime-valid confidence sequence,
+    # looked at after every chunk, each input stopped once every requested (d, eps) point is decided or n
+    # (then the cap n_max) samples are drawn
+    stopping: Literal["fixed", "sequential"] = "fixed"
+    requested: list[tuple[int, float]] | None = None
+
+    @model_validator(mode="after")
+    def _selection(self) -> CertifySpec:
+        if self.n0 == 0 and self.target_class is None:
+            raise ValueError("n0 = 0 needs a fixed target_class (0 or 1): no selection samples are drawn")
+        if any(not r >= 0.0 for r in self.radii):
+            raise ValueError("radii must be >= 0")
+        if self.stopping == "fixed" and self.requested is not None:
+            raise ValueError("requested applies to stopping = \"sequential\" only")
+        if self.stopping == "sequential":
+            if self.sampling != "one-pass":
+                raise ValueError("stopping = \"sequential\" needs sampling = \"one-pass\"")
+            if not self.requested:
+                raise ValueError("stopping = \"sequential\" needs requested = [[d, eps], ...] (the points that "
+                                 "decide when an input stops)")
+            for d, eps in self.requested:
+                if not 0 <= d <= self.max_budget:
+                    raise ValueError(f"requested budget {d} must lie in [0, max_budget = {self.max_budget}]")
+                if not (eps >= 0.0 and eps != float("inf")):
+                    raise ValueError(f"requested radius {eps} must be finite and >= 0")
+        return self
+
+
+class DatasetSpec(_Spec):
+    manifest: str
+    name: str | None = None
+    version: str = "1"
+    image_shape: tuple[int, int, int]
+
+    @model_validator(mode="after")
+    def _shape(self) -> DatasetSpec:
+        if min(self.image_shape) < 1:
+            raise ValueError(f"image_shape must be [C, H, W] with positive sizes, got {list(self.image_shape)}")
+        return self
+
+
+class FilterSpec(BaseModel):
+    """``[filter]``: handed as it is to ``hybridcert.audits.adapters.load_filter``, which knows every adapter's
+    keys (``type`` module, torchscript, export, llava; see its docstring) and names a bad one. ``type``
+    defaults to ``"module"``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "module"
+    name: str | None = None
+    version: str = "1"
+
+    def table(self) -> dict[str, Any]:
+        """The table as written (with ``type``), for ``load_filter``."""
+        return {"type": self.type, **self.model_dump(exclude_unset=True, exclude={"type"})}
+
+
+class RunSpec(_Spec):
+    device: str = "auto"
+    batch_size: int = Field(default=1024, ge=1, le=1 << 24)
+    amp: bool = False
+    wave: int = Field(default=32, ge=1, le=4096)
+    threads: int | None = Field(default=None, ge=1, le=1024)
+    # issue 7: where the (input, chunk) work items run; results do not depend on it (executors.py)
+    executor: Literal["in-process", "ray"] = "in-process"
+    ray_address: str = ""  # "" = a local Ray started here (ray_num_cpus CPUs); else a cluster address
+    ray_num_cpus: int | None = Field(default=None, ge=1, le=4096)
+    ray_actors: int | None = Field(default=None, ge=1, le=4096)  # default: GPUs if any, else the CPUs
+    ray_retries: int = Field(default=3, ge=0, le=100)  # resubmissions of a failed work item
+
+
+class AuditSpec(_Spec):
+    """The whole ``audit.toml``. ``base_dir`` (not in the file) resolves relative paths."""
+
+    seed: int = Field(ge=0, lt=2**64)
+    noise: NoiseSpec
+    threat_model: ThreatSpec = Field(default_factory=lambda: ThreatSpec())
+    tokens: TokensSpec
+    certify: CertifySpec = Field(default_factory=lambda: CertifySpec())
+    dataset: DatasetSpec
+    filter: FilterSpec
+    run: RunSpec = Field(default_factory=lambda: RunSpec())
+    base_dir: str = Field(default=".", exclude=True)
+
+    @model_validator(mode="after")
+    def _cross(self) -> AuditSpec:
+        alphabet = set(self.tokens.alphabet_ids())
+        if self.noise.kernel == "absorb":
+            if self.tokens.mask_id is None:
+                raise ValueError("tokens.mask_id is required by the absorb kernel")
+            if self.tokens.mask_id in alphabet:
+                raise ValueError(f"tokens.mask_id {self.tokens.mask_id} must lie outside the alphabet")
+        if self.threat_model.kind == "suffix-append":
+            if self.tokens.pad_id is None:
+                raise ValueError("tokens.pad_id is required by the suffix-append threat model")
+            if self.tokens.pad_id not in alphabet:
+                raise ValueError(f"tokens.pad_id {self.tokens.pad_id} must be in the alphabet (the attacker "
+                                 "overwrites pad positions with alphabet tokens)")
+        return self
+
+    def path(self, relative: str) -> Path:
+        """A path from the file, resolved against the file's folder."""
+        p = Path(relative).expanduser()
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+
+def _format_error(source: str, exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    loc = ".".join(str(part) for part in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
+    where = f"field {loc}: " if loc else ""
+    extra = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{source}: {where}{msg}{extra}"
+
+
+def parse_spec(data: dict[str, Any], base_dir: Path | str = ".", source: str = "audit config") -> AuditSpec:
+    """Validate a config dict; ValueError '<source>: field <a.b>: <problem>' on the first problem."""
+    try:
+        return AuditSpec.model_validate({**data, "base_dir": str(base_dir)})
+    except ValidationError as exc:
+        raise ValueError(_format_error(source, exc)) from None
+
+
+def load_spec(path: Path) -> AuditSpec:
+    """Read and validate ``audit.toml``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    if "base_dir" in data:
+        raise ValueError(f"{path}: field base_dir: not a config field")
+    return parse_spec(data, path.resolve().parent, str(path))
+
+
+def load_vocabulary(path: Path) -> dict[str, int]:
+    """A word vocabulary: a JSON list of words (token id = position) for manifests that give ``text``."""
+    try:
+        words = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"tokens.vocabulary: cannot read {path}: {exc}") from None
+    if not isinstance(words, list) or not all(isinstance(w, str) and w and " " not in w for w in words):
+        raise ValueError(f"tokens.vocabulary: {path} must be a JSON list of non-empty words without spaces")
+    if len(set(words)) != len(words):
+        raise ValueError(f"tokens.vocabulary: {path} lists a word twice")
+    return {w: i for i, w in enumerate(words)}

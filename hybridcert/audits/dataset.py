@@ -1,0 +1,195 @@
+"""Dataset manifests: JSONL, one input per line, validated up front (errors name the line and the field).
+
+Each line: ``{"id": "x1", "tokens": [3, 17, 5] | "text": "words ...", "image": "img/x1.png" | "img/x1.npy",
+"label": 0 | 1, "group": "optional"}``. Image paths are relative to the manifest. PNG images are read as
+uint8 and divided by 255; ``.npy`` images are float arrays in [0, 1] (loaded with ``allow_pickle=False``).
+A 2-d image is one channel. Every image must have the declared shape [C, H, W].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AuditInput:
+    """One validated input: text token ids (before any pad), image [C, H, W] float32 in [0, 1], label."""
+
+    id: str
+    tokens: tuple[int, ...]
+    image: np.ndarray
+    label: int
+    group: str | None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    inputs: list[AuditInput]
+    manifest_sha256: str
+    content_sha256: str  # manifest bytes plus every image file, in manifest order
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_image(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
+    """Read one image as float32 [C, H, W] in [0, 1]; ValueError naming the problem."""
+    if not path.is_file():
+        raise ValueError(f"image file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"image {path.name} is not a plain .npy array: {exc}") from None
+        if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+            raise ValueError(f"image {path.name} has dtype {arr.dtype}, expected real numbers")
+        arr = arr.astype(np.float32)
+        if not np.isfinite(arr).all() or arr.min(initial=0.0) < 0.0 or arr.max(initial=0.0) > 1.0:
+            raise ValueError(f"image {path.name} has values outside [0, 1]")
+    elif suffix == ".png":
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as opened:
+                img = opened if opened.mode in ("L", "RGB") else opened.convert("RGB" if shape[0] == 3 else "L")
+                arr = np.asarray(img, dtype=np.float32) / 255.0
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ValueError(f"image {path.name} is not a readable PNG: {exc}") from None
+        if arr.ndim == 3:
+            arr = np.transpose(arr, (2, 0, 1))
+    else:
+        raise ValueError(f"image {path.name}: expected a .png or .npy file")
+    if arr.ndim == 2:
+        arr = arr[None]
+    if tuple(arr.shape) != tuple(shape):
+        raise ValueError(f"image {path.name} has shape {list(arr.shape)}, expected {list(shape)} ([C, H, W])")
+    return np.ascontiguousarray(arr)
+
+
+def load_manifest(
+    path: Path,
+    image_shape: tuple[int, int, int],
+    model_vocab_size: int,
+    vocabulary: dict[str, int] | None = None,
+    check_tokens: Callable[[tuple[int, ...]], None] | None = None,
+) -> Dataset:
+    """Validate every line of the manifest before anything runs; ValueError '<file>:<line>: field <f>: ...'.
+
+    ``check_tokens`` raises ValueError for token sequences the threat model cannot noise (for example a token
+    outside the alphabet at a noised position).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"dataset manifest not found: {path}")
+    raw = path.read_bytes()
+    content = hashlib.sha256(raw)
+    inputs: list[AuditInput] = []
+    seen: dict[str, int] = {}
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc})") from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{where}: expected a JSON object")
+        try:
+            item, image_file = _parse_line(obj, path.parent, image_shape, model_vocab_size, vocabulary, check_tokens)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        if item.id in seen:
+            raise ValueError(f"{where}: field id: duplicate id {item.id!r} (first on line {seen[item.id]})")
+        seen[item.id] = number
+        content.update(_sha256(image_file.read_bytes()).encode())
+        inputs.append(item)
+    if not inputs:
+        raise ValueError(f"{path}: the manifest holds no inputs")
+    return Dataset(inputs, _sha256(raw), content.hexdigest())
+
+
+_FIELDS = {"id", "tokens", "text", "image", "label", "group"}
+
+
+def _parse_line(
+    obj: dict[str, Any],
+    root: Path,
+    shape: tuple[int, int, int],
+    vocab_size: int,
+    vocabulary: dict[str, int] | None,
+    check_tokens: Callable[[tuple[int, ...]], None] | None,
+) -> tuple[AuditInput, Path]:
+    unknown = sorted(set(obj) - _FIELDS)
+    if unknown:
+        raise ValueError(f"field {unknown[0]}: unknown field (expected {', '.join(sorted(_FIELDS))})")
+    for key in ("id", "image", "label"):
+        if key not in obj:
+            raise ValueError(f"field {key}: missing")
+    input_id = obj["id"]
+    if not isinstance(input_id, str) or not input_id or len(input_id) > 256:
+        raise ValueError(f"field id: must be a non-empty string of at most 256 characters, got {input_id!r}")
+    label = obj["label"]
+    if isinstance(label, bool) or label not in (0, 1):
+        raise ValueError(f"field label: must be 0 or 1, got {label!r}")
+    group = obj.get("group")
+    if group is not None and not isinstance(group, str):
+        raise ValueError(f"field group: must be a string or null, got {group!r}")
+    tokens = _tokens(obj, vocab_size, vocabulary)
+    if check_tokens is not None:
+        try:
+            check_tokens(tokens)
+        except ValueError as exc:
+            raise ValueError(f"field tokens: {exc}") from None
+    image_ref = obj["image"]
+    if not isinstance(image_ref, str) or not image_ref:
+        raise ValueError(f"field image: must be a path string, got {image_ref!r}")
+    image_file = root / image_ref
+    try:
+        image = load_image(image_file, shape)
+    except ValueError as exc:
+        raise ValueError(f"field image: {exc}") from None
+    return AuditInput(input_id, tokens, image, int(label), group), image_file
+
+
+def _tokens(obj: dict[str, Any], vocab_size: int, vocabulary: dict[str, int] | None) -> tuple[int, ...]:
+    has_tokens, has_text = "tokens" in obj, "text" in obj
+    if has_tokens == has_text:
+        raise ValueError("field tokens: give exactly one of tokens (token ids) or text")
+    if has_text:
+        text = obj["text"]
+        if not isinstance(text, str):
+            raise ValueError(f"field text: must be a string, got {text!r}")
+        words = text.split()
+        if not words:
+            raise ValueError("field text: empty text")
+        if vocabulary is None:
+            raise ValueError("field text: the config gives no tokens.vocabulary to turn text into token ids")
+        missing = [w for w in words if w not in vocabulary]
+        if missing:
+            raise ValueError(f"field text: word {missing[0]!r} is not in the vocabulary")
+        ids = tuple(vocabulary[w] for w in words)
+    else:
+        raw = obj["tokens"]
+        if not isinstance(raw, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in raw):
+            raise ValueError("field tokens: must be a list of integer token ids")
+        if not raw:
+            raise ValueError("field tokens: empty token sequence")
+        ids = tuple(raw)
+    bad = [t for t in ids if not 0 <= t < vocab_size]
+    if bad:
+        raise ValueError(f"field tokens: token id {bad[0]} is outside the vocabulary [0, {vocab_size})")
+    return ids

@@ -1,0 +1,171 @@
+"""Bad input is one clear line naming the problem (exit code 2), and nothing is written."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from hybridcert.audits.dataset import load_image, load_manifest
+from hybridcert.cli import app
+
+ConfigWriter = Callable[..., Path]
+
+
+def cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stderr
+
+
+def manifest(tmp_path: Path, lines: list[dict], images: dict[str, np.ndarray] | None = None) -> Path:
+    (tmp_path / "img").mkdir(exist_ok=True)
+    for name, arr in (images or {"ok.npy": np.zeros((1, 8, 8), np.float32)}).items():
+        np.save(tmp_path / "img" / name, arr)
+    path = tmp_path / "manifest.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+GOOD = {"id": "a", "tokens": [1, 2, 3], "image": "img/ok.npy", "label": 1}
+
+
+def expect_error(write_config: ConfigWriter, tmp_path: Path, fragments: list[str], **updates: object) -> str:
+    config = write_config(**updates)
+    out = tmp_path / "out"
+    code, err = cli("audit", "--config", str(config), "--out", str(out))
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    for fragment in fragments:
+        assert fragment in err, err
+    assert not out.exists()
+    return err
+
+
+@pytest.mark.parametrize(
+    ("line", "fragments"),
+    [
+        ({**GOOD, "image": "img/missing.npy"}, [":2: field image: image file not found"]),
+        ({**GOOD, "image": "img/wide.npy"}, [":2: field image:", "shape [1, 8, 9]", "expected [1, 8, 8]"]),
+        ({**GOOD, "tokens": [1, 99]}, [":2: field tokens: token id 99 is outside the vocabulary [0, 33)"]),
+        ({**GOOD, "tokens": [1, 32]}, [":2: field tokens: token id 32 at a noised position is not in the alphabet"]),
+        ({"id": "b", "text": "   ", "image": "img/ok.npy", "label": 0}, [":2: field text: empty text"]),
+        ({"id": "b", "text": "seven sevn", "image": "img/ok.npy", "label": 0}, ["word 'sevn' is not in"]),
+        ({**GOOD, "tokens": []}, [":2: field tokens: empty token sequence"]),
+        ({**GOOD, "id": "a"}, [":2: field id: duplicate id 'a' (first on line 1)"]),
+        ({**GOOD, "id": "c", "label": 2}, [":2: field label: must be 0 or 1"]),
+        ({**GOOD, "id": "c", "image": "img/pickled.npy"}, [":2: field image:", "not a plain .npy"]),
+        ({**GOOD, "id": "c", "image": "img/big.npy"}, [":2: field image:", "outside [0, 1]"]),
+        ({"id": "c", "image": "img/ok.npy", "label": 1}, [":2: field tokens: give exactly one of"]),
+        ({**GOOD, "id": "c", "colour": 1}, [":2: field colour: unknown field"]),
+    ],
+)
+def test_bad_manifest_lines(write_config: ConfigWriter, tmp_path: Path, line: dict, fragments: list[str]) -> None:
+    images = {"ok.npy": np.zeros((1, 8, 8), np.float32), "wide.npy": np.zeros((1, 8, 9), np.float32),
+              "big.npy": np.full((8, 8), 2.0, np.float32)}
+    path = manifest(tmp_path, [GOOD, line], images)
+    np.save(tmp_path / "img" / "pickled.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    expect_error(write_config, tmp_path, [str(path), *fragments],
+                 dataset={"manifest": str(path)})
+
+
+@pytest.mark.parametrize(
+    ("updates", "fragments"),
+    [
+        ({"certify": {"alpha": 1.5}}, ["field certify.alpha:", "less than 1"]),
+        ({"certify": {"alpha": 0}}, ["field certify.alpha:", "greater than 0"]),
+        ({"certify": {"n": 0}}, ["field certify.n:", "greater than or equal to 1"]),
+        ({"certify": {"n": 10**12}}, ["field certify.n:", "less than or equal to"]),
+        ({"certify": {"n0": -1}}, ["field certify.n0:"]),
+        ({"certify": {"tau": 1.0}}, ["field certify.tau:"]),
+        ({"certify": {"n0": 0}}, ["field certify:", "n0 = 0 needs a fixed target_class"]),
+        ({"certify": {"alfa": 0.1}}, ["field certify.alfa:", "Extra inputs are not permitted"]),
+        ({"noise": {"beta": 0}}, ["field noise.beta:"]),
+        ({"noise": {"sigma": -1}}, ["field noise.sigma:"]),
+        ({"noise": {"kernel": "gauss"}}, ["field noise.kernel:"]),
+        ({"noise": {"kernel": "absorb"}, "tokens": {"mask_id": 3}}, ["mask_id 3 must lie outside the alphabet"]),
+        ({"threat_model": {"kind": "suffix-inplace"}}, ["field threat_model:", "needs span"]),
+        ({"threat_model": {"kind": "suffix-append", "span": 2}}, ["pad_id is required"]),
+        ({"threat_model": {"kind": "suffix-inplace", "span": 99}}, ["field tokens:", "longer than the text"]),
+        ({"tokens": {"model_vocab_size": 20}}, ["field tokens:", "alphabet token ids must lie in"]),
+        ({"seed": -1}, ["field seed:"]),
+        ({"dataset": {"image_shape": [1, 8]}}, ["field dataset.image_shape"]),
+        ({"filter": {"weights": "/nonexistent/w.safetensors"}}, ["weights file not found"]),
+        ({"filter": {"class_path": "hybridcert.nope:Net"}}, ["cannot import module 'hybridcert.nope'"]),
+        ({"run": {"device": "cuda:0"}} if not torch.cuda.is_available() else {"run": {"device": "tpu"}},
+         ["run.device"]),
+    ],
+)
+def test_bad_config_values(write_config: ConfigWriter, tmp_path: Path, updates: dict, fragments: list[str]) -> None:
+    expect_error(write_config, tmp_path, fragments, **updates)
+
+
+def test_pickled_weights_are_refused_without_being_opened(write_config: ConfigWriter, tmp_path: Path) -> None:
+    marker = tmp_path / "was-unpickled"
+    payload = tmp_path / "model.pt"
+
+    class Boom:
+        def __reduce__(self) -> tuple:
+            return (open, (str(marker), "w"))
+
+    torch.save({"x": Boom()}, payload)
+    expect_error(write_config, tmp_path, ["refusing weights model.pt", "unpickling can run arbitrary code"],
+                 filter={"weights": str(payload)})
+    assert not marker.exists()
+
+
+def test_bad_toml_and_missing_config(tmp_path: Path) -> None:
+    bad = tmp_path / "audit.toml"
+    bad.write_text("seed = [\n", encoding="utf-8")
+    code, err = cli("audit", "--config", str(bad), "--out", str(tmp_path / "o"))
+    assert code == 2 and "not valid TOML" in err and not (tmp_path / "o").exists()
+    code, err = cli("audit", "--config", str(tmp_path / "none.toml"), "--out", str(tmp_path / "o"))
+    assert code == 2 and "config file not found" in err
+
+
+def test_resume_and_overwrite_together_is_a_usage_error(write_config: ConfigWriter, tmp_path: Path) -> None:
+    code, err = cli("audit", "--config", str(write_config()), "--out", str(tmp_path / "o"), "--resume", "--overwrite")
+    assert code == 2 and "not both" in err
+
+
+def test_png_images_load_like_npy(tmp_path: Path) -> None:
+    pixels = (np.arange(64, dtype=np.uint8).reshape(8, 8) * 4)
+    Image.fromarray(pixels, mode="L").save(tmp_path / "g.png")
+    arr = load_image(tmp_path / "g.png", (1, 8, 8))
+    assert arr.dtype == np.float32 and np.array_equal(arr[0], pixels / np.float32(255.0))
+    rgb = np.stack([pixels, pixels // 2, pixels // 4], axis=-1)
+    Image.fromarray(rgb, mode="RGB").save(tmp_path / "c.png")
+    arr = load_image(tmp_path / "c.png", (3, 8, 8))
+    assert arr.shape == (3, 8, 8) and np.array_equal(arr[1], (pixels // 2) / np.float32(255.0))
+    with pytest.raises(ValueError, match=r"shape \[3, 8, 8\], expected \[1, 8, 8\]"):
+        load_image(tmp_path / "c.png", (1, 8, 8))
+    (tmp_path / "x.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="not a readable PNG"):
+        load_image(tmp_path / "x.png", (1, 8, 8))
+
+
+def test_manifest_hash_covers_the_images(tmp_path: Path) -> None:
+    path = manifest(tmp_path, [GOOD])
+    first = load_manifest(path, (1, 8, 8), 33)
+    np.save(tmp_path / "img" / "ok.npy", np.full((1, 8, 8), 0.5, np.float32))
+    second = load_manifest(path, (1, 8, 8), 33)
+    assert first.manifest_sha256 == second.manifest_sha256
+    assert first.content_sha256 != second.content_sha256
+    assert float(second.inputs[0].image[0, 0, 0]) == 0.5
+
+
+@pytest.mark.parametrize(
+    ("updates", "fragment"),
+    [
+        ({"filter": {"type": "onnx"}}, "filter.type: Input should be 'module', 'torchscript'"),
+        ({"filter": {"weigths": "x.safetensors"}}, "filter.weigths: Extra inputs are not permitted"),
+        ({"filter": {"class_path": ""}}, "class path must look like 'package.module:ClassName'"),
+    ],
+)
+def test_bad_filter_section(write_config: ConfigWriter, tmp_path: Path, updates: dict, fragment: str) -> None:
+    expect_error(write_config, tmp_path, [fragment], **updates)
