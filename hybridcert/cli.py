@@ -335,8 +335,14 @@ def demo(
     inputs: Annotated[int, typer.Option("--inputs", help="Number of demo inputs (1..300).")] = 100,
     n: Annotated[int, typer.Option("--n", help="Estimation samples per input.")] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="Print the aggregates as JSON.")] = False,
+    identity: Annotated[
+        Path | None,
+        typer.Option(help="Demo signing identity folder (default: OUT-demo-identity, created if absent)."),
+    ] = None,
+    report: Annotated[bool, typer.Option(help="End with a signed, verified report (--no-report: audit only).")] = True,
 ) -> None:
-    """The bundled offline demo: digits x digit names, a small noise-trained filter, a full audit."""
+    """The bundled offline demo: digits x digit names, a small noise-trained filter, a full audit, and a report
+    signed with a clearly labelled demo identity, then verified."""
     import time
 
     from hybridcert.audits.demo.run import write_demo
@@ -349,10 +355,26 @@ def demo(
         bar, update = _progress_callback()
         with bar:
             results = audit_from_file(config, out_dir, overwrite=overwrite, progress=update)
+        checks: list[Any] = []
+        if report:
+            from hybridcert.reports.publish import demo_report
+
+            ident_dir = identity if identity is not None else out_dir.parent / f"{out_dir.name}-demo-identity"
+            signed, checks = demo_report(out_dir, ident_dir)
+    verified = all(c.ok for c in checks)
     if as_json:
-        print_json(results.aggregates.model_dump(mode="json"))
-        return
-    _print_audit_summary(results, time.perf_counter() - start, out_dir)
+        print_json({**results.aggregates.model_dump(mode="json"),
+                    "report": {"signed": report, "verified": verified if report else None,
+                               "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]}})
+    else:
+        _print_audit_summary(results, time.perf_counter() - start, out_dir)
+        if report:
+            out.print(f"signed report {signed.report_id} with the DEMO identity in {ident_dir} "
+                      "(not for compliance use); verification:", markup=False)
+            for c in checks:
+                out.print("  " + c.line(), markup=False)
+    if report and not verified:
+        raise typer.Exit(EXIT_FAILED)
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -122,7 +122,11 @@ def build_context(bundle: Bundle, acceptance: AcceptanceResult, signing: Signing
                                                                             dict) else None,
         "inputs_shown": res.inputs[:MAX_INPUT_ROWS],
         "inputs_omitted": max(0, n - MAX_INPUT_ROWS),
-        "extra_aggregates": {k: v for k, v in bundle.raw.get("aggregates", {}).items()},
+        # scalar aggregates as recorded; list-valued ones (the runner's rate grid) are in results.json and are
+        # recomputed by the tables below
+        "extra_aggregates": {
+            k: v for k, v in bundle.raw.get("aggregates", {}).items() if isinstance(v, int | float | str | bool)
+        },
     }
 
 

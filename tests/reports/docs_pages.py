@@ -1,7 +1,6 @@
-"""Render the two report pages shown in the README (docs/report-page-*.png) from the synthetic fixture.
+"""Render the two report pages shown in the README (docs/report-page-*.png) from the bundled demo audit.
 
-Run from the repository root: python -m tests.reports.docs_pages   (needs pdftoppm). The lead refreshes them
-from `hybridcert demo` once the runner is merged.
+Run from the repository root: python -m tests.reports.docs_pages   (needs pdftoppm).
 """
 
 from __future__ import annotations
@@ -12,9 +11,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from hybridcert.audits.demo.run import write_demo
+from hybridcert.audits.runner import audit_from_file
 from hybridcert.reports.keys import demo_identity
 from hybridcert.reports.publish import render_and_sign, verify_report
-from tests.reports.synthetic import write_results
 
 PAGES = {1: "report-page-1.png", 3: "report-page-3.png"}
 
@@ -22,7 +22,7 @@ PAGES = {1: "report-page-1.png", 3: "report-page-3.png"}
 def main(out: Path = Path("docs")) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "audit"
-        write_results(folder)
+        audit_from_file(write_demo(folder, n_inputs=100, n=1000, device="cpu"), folder)
         ident = demo_identity(Path(tmp) / "demo-identity")
         render_and_sign(folder, ident, signing_time=dt.datetime(2026, 11, 25, 17, 0, tzinfo=dt.UTC))
         assert all(c.ok for c in verify_report(folder, ident.pades_cert))
