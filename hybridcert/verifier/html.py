@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 
-from jinja2 import Environment, StrictUndefined, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from hybridcert import __version__
 
 TEMPLATE = "verification.html.j2"
 
@@ -22,9 +23,11 @@ def _fmt(x: Any, digits: int = 3) -> str:
 
 
 def render_html(report: dict[str, Any] | None = None, results: dict[str, Any] | None = None) -> str:
-    """HTML for ``VerificationReport.to_dict()`` and/or ``ResultsVerification.to_dict()``."""
-    source = resources.files("hybridcert").joinpath("templates", TEMPLATE).read_text(encoding="utf-8")
-    env = Environment(autoescape=select_autoescape(default=True, default_for_string=True),
+    """HTML for ``VerificationReport.to_dict()`` and/or ``ResultsVerification.to_dict()``, in the layout shared
+    with the compliance report (``report-base.html.j2``)."""
+    env = Environment(loader=PackageLoader("hybridcert", "templates"),
+                      autoescape=select_autoescape(default=True, default_for_string=True),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = _fmt
-    return env.from_string(source).render(report=report, results=results)
+    return env.get_template(TEMPLATE).render(report=report, results=results, demo=False,
+                                             generator=f"hybridcert {__version__}")
