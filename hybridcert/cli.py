@@ -123,17 +123,10 @@ def certify(
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(obj, dict):
-                raise ValueError(f"{path}:{number}: expected a JSON object")
-            yield f"{path}:{number}: ", obj
+    from hybridcert.jsonl import decode_utf8, json_objects
+
+    for number, obj in json_objects(decode_utf8(path.read_bytes(), str(path)), str(path)):
+        yield f"{path}:{number}: ", obj
 
 
 def _jsonable(obj: Any) -> Any:

@@ -9,13 +9,14 @@ A 2-d image is one channel. Every image must have the declared shape [C, H, W].
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from hybridcert.jsonl import decode_utf8, json_objects
 
 
 @dataclass(frozen=True)
@@ -94,20 +95,8 @@ def load_manifest(
     content = hashlib.sha256(raw)
     inputs: list[AuditInput] = []
     seen: dict[str, int] = {}
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text ({exc})") from None
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, obj in json_objects(decode_utf8(raw, str(path)), str(path)):
         where = f"{path}:{number}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
-        if not isinstance(obj, dict):
-            raise ValueError(f"{where}: expected a JSON object")
         try:
             item, image_file = _parse_line(obj, path.parent, image_shape, model_vocab_size, vocabulary, check_tokens)
         except ValueError as exc:

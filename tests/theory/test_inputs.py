@@ -207,3 +207,9 @@ def test_cli_jsonl_errors_name_the_line(tmp_path) -> None:
     f.write_text("{not json\n")
     res = _cli("certify", "--jsonl", str(f))
     assert res.returncode == 2 and f"{f}:1: not valid JSON" in res.stderr
+    f.write_bytes(b'{"p_a": 0.9}\n\xff\xfe\n')
+    res = _cli("certify", "--jsonl", str(f))
+    assert res.returncode == 2 and f"{f}: not UTF-8 text" in res.stderr
+    f.write_text("[1, 2]\n")
+    res = _cli("certify", "--jsonl", str(f))
+    assert res.returncode == 2 and f"{f}:1: expected a JSON object" in res.stderr
