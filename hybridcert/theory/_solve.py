@@ -373,7 +373,7 @@ def solve_radius(
         return safe, res, dres
 
     lo = np.zeros(p.shape)
-    e, ok = find_boundary(evaluate, e0, lo, e_hi.copy(), tol_abs=1e-13, tol_rel=1e-13, lo_verified=True)
+    e, _ = find_boundary(evaluate, e0, lo, e_hi.copy(), tol_abs=1e-13, tol_rel=1e-13, lo_verified=True)
     return e
 
 
