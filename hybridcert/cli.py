@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hybridcert import __version__
+from hybridcert.results.atomic import write_text_atomic
 
 app = typer.Typer(
     name="hybridcert",
@@ -208,7 +209,7 @@ def verify(
             data = report.to_dict()
         if html is not None:
             page = vhtml.render_html(results=data) if results is not None else vhtml.render_html(report=data)
-            html.write_text(page, encoding="utf-8")
+            write_text_atomic(html, page)
     if as_json:
         print_json(data)
     elif results is not None:
@@ -553,7 +554,7 @@ def compare(
             radii=_float_list("--radii", radii), ci_level=ci_level, allow_config_change=allow_config_change,
         )
         if out_json is not None:
-            out_json.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+            write_text_atomic(out_json, json.dumps(result, indent=2, allow_nan=False) + "\n")
     if as_json:
         print_json(result)
     else:

@@ -8,12 +8,12 @@ drops exactly those fields. Files are written canonically (sorted keys, no NaN, 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from hybridcert.results.atomic import write_bytes_atomic
 
 SCHEMA = "hybridcert/results/v1"
 TIMING_FIELDS_TOP = ("created", "environment")
@@ -181,33 +181,9 @@ def canonical_dumps(obj: Any) -> str:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` canonically to ``path`` through a temporary file and a rename (never half-written)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(canonical_dumps(obj) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """Write ``obj`` canonically to ``path`` (``hybridcert.results.atomic.write_bytes_atomic``: exclusive,
+    atomic, fsynced, mode 0644, never through a planted link)."""
+    write_bytes_atomic(Path(path), (canonical_dumps(obj) + "\n").encode("utf-8"))
 
 
 def load_results(path: Path) -> AuditResults:

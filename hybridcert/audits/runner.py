@@ -57,6 +57,7 @@ from hybridcert.audits.results import (
     write_json_atomic,
 )
 from hybridcert.audits.samplers import ESTIMATE, SELECT, HybridSampler, ImageNoise, TokenNoise, chunks
+from hybridcert.results.atomic import open_append_nofollow, open_rw_nofollow
 from hybridcert.theory import HybridNoise, ThreatModel, clopper_pearson_lower
 from hybridcert.theory.sequential import METHOD as SEQUENTIAL_METHOD
 from hybridcert.theory.sequential import SequentialRule, decide
@@ -485,7 +486,7 @@ def read_log(path: Path, config_hash: str, known_ids: set[str]) -> dict[str, Inp
     complete = lines[:-1]  # after the last newline: empty, or a torn write
     if lines[-1]:
         # a torn last line (the process died mid-write): cut it so the log stays line-aligned
-        with path.open("r+b") as fh:
+        with open_rw_nofollow(path) as fh:
             fh.truncate(len(data) - len(lines[-1]))
             fh.flush()
             os.fsync(fh.fileno())
@@ -635,7 +636,7 @@ def _run_audit(
     total = len(ids)
     if progress:
         progress(len(done), total)
-    with log_path.open("a", encoding="utf-8") as fh:
+    with open_append_nofollow(log_path) as fh:
         if header_needed:
             _append_line(fh, {"type": "header", "schema": "hybridcert/audit-log/v1", "config_hash": audit.config_hash,
                               "config": audit.config.model_dump(mode="json")})

@@ -32,6 +32,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
+from hybridcert.results.atomic import write_bytes_atomic
+
 DEMO_NAME = "DEMO IDENTITY - NOT FOR COMPLIANCE USE"
 
 DSSE_KEY, DSSE_CERT = "dsse-ed25519.key", "dsse-ed25519.crt"
@@ -121,10 +123,7 @@ def _load_private_key(path: Path) -> Any:
 def _write_private(path: Path, key: SigningKey) -> None:
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
-    os.chmod(path, 0o600)
+    write_bytes_atomic(path, pem, 0o600, overwrite=False)
 
 
 def _pem(cert: x509.Certificate) -> bytes:
@@ -226,10 +225,10 @@ def init_identity(
                        dsse_issuer_key, dsse_issuer_pub, False, now, days)
     _write_private(out / DSSE_KEY, dsse_key)
     _write_private(out / PADES_KEY, pades_key)
-    (out / DSSE_CERT).write_bytes(_pem(dsse_cert))
-    (out / PADES_CERT).write_bytes(_pem(pades_cert))
-    (out / CHAIN).write_bytes(b"".join(_pem(c) for c in chain))
-    (out / ANCHOR).write_bytes(_pem(anchor))
+    write_bytes_atomic(out / DSSE_CERT, _pem(dsse_cert))
+    write_bytes_atomic(out / PADES_CERT, _pem(pades_cert))
+    write_bytes_atomic(out / CHAIN, b"".join(_pem(c) for c in chain))
+    write_bytes_atomic(out / ANCHOR, _pem(anchor))
     meta = {
         "name": name, "role": role, "organisation": organisation, "demo": demo,
         "self_signed": issuer_cert is None,
@@ -238,7 +237,7 @@ def init_identity(
         "trust_anchor_sha256": fingerprint(anchor),
         "not_after": dsse_cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    (out / META).write_text(json.dumps(meta, indent=2) + "\n")
+    write_bytes_atomic(out / META, (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
     return load_identity(out)
 
 

@@ -18,7 +18,6 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from hybridcert.reports.html import SELF_ASSERTED, SigningInfo, render_report
 from hybridcert.reports.keys import Identity, fingerprint, load_certificates, load_identity
 from hybridcert.reports.pdf import embedded_file, render_pdf, sign_pdf, validate_pdf
 from hybridcert.reports.summary import AcceptanceResult, acceptance
+from hybridcert.results.atomic import write_bytes_atomic
 
 RESULTS, HTML, PDF = "results.json", "report.html", "report.pdf"
 ENVELOPE, SIGNER_CERTS = "attestation.dsse.json", "signer-certs.pem"
@@ -70,9 +70,7 @@ def _sha256(data: bytes) -> str:
 
 
 def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, data)
 
 
 def _resolve_identity(identity: Identity | Path | str) -> Identity:

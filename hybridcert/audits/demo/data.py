@@ -11,10 +11,13 @@ it. Everything here is a deterministic function of the seeds below:
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from pathlib import Path
 
 import numpy as np
+
+from hybridcert.results.atomic import write_bytes_atomic, write_text_atomic
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 FILLERS = ["the", "a", "this", "is", "image", "shows", "digit", "number", "picture", "of", "here", "we", "see",
@@ -69,13 +72,15 @@ def generate(out_dir: Path, n_inputs: int = 100) -> Path:
     lines = []
     for i in range(n_inputs):
         name = f"d{i:04d}"
-        np.save(out_dir / "images" / f"{name}.npy", images[i], allow_pickle=False)
+        buf = io.BytesIO()
+        np.save(buf, images[i], allow_pickle=False)
+        write_bytes_atomic(out_dir / "images" / f"{name}.npy", buf.getvalue())
         lines.append(json.dumps({"id": name, "text": " ".join(WORDS[t] for t in texts[i]),
                                  "image": f"images/{name}.npy", "label": int(labels[i]),
                                  "group": f"digit-{int(digits[i])}"}, sort_keys=True))
     manifest = out_dir / "manifest.jsonl"
-    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (out_dir / "vocab.json").write_text(json.dumps(WORDS + ["<mask>"]) + "\n", encoding="utf-8")
+    write_text_atomic(manifest, "\n".join(lines) + "\n")
+    write_text_atomic(out_dir / "vocab.json", json.dumps(WORDS + ["<mask>"]) + "\n")
     return manifest
 
 

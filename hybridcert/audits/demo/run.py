@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hybridcert.audits.demo import BETA, KERNEL, SIGMA, WEIGHTS
 from hybridcert.audits.demo.data import MASK_ID, MODEL_VOCAB, WORDS, generate
+from hybridcert.results.atomic import write_text_atomic
 
 DEMO_SEED = 20261125
 DEMO_INPUTS = 100
@@ -52,5 +53,5 @@ def write_demo(out_dir: Path, n_inputs: int = DEMO_INPUTS, n: int = DEMO_N, devi
         lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
         lines.append("")
     config = out_dir / "audit.toml"
-    config.write_text("\n".join(lines), encoding="utf-8")
+    write_text_atomic(config, "\n".join(lines))
     return config

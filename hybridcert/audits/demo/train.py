@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 from hybridcert.audits.demo import BETA, KERNEL, SIGMA, WEIGHTS
 from hybridcert.audits.demo.data import MASK_ID, WORDS, load_digits_split, make_pairs
 from hybridcert.audits.demo.model import DemoFilterNet
 from hybridcert.audits.samplers import ImageNoise, TokenNoise
+from hybridcert.results.atomic import write_bytes_atomic
 
 TRAIN_SEED = 1234
 EPOCHS = 30
@@ -94,7 +95,7 @@ def train(out: Path = WEIGHTS, epochs: int = EPOCHS, verbose: bool = True) -> di
                    "noisy_accuracy": evaluate(model, tt, tx, ty, noisy=True),
                    "beta": BETA, "sigma": SIGMA, "epochs": epochs, "held_out_pairs": len(ty)}
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(out), metadata={"metrics": json.dumps(metrics, sort_keys=True)})
+        write_bytes_atomic(out, save(state, metadata={"metrics": json.dumps(metrics, sort_keys=True)}))
         return metrics
     finally:
         torch.set_num_threads(threads)
