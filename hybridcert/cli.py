@@ -146,12 +146,22 @@ def _print_certificate(res: dict[str, Any]) -> None:
         f"[bold]{cfg['kernel']}[/] V={cfg['vocab']} beta={cfg['beta']} sigma={cfg['sigma']} "
         f"tau={cfg['tau']} p_a={cfg['p_a']}"
     )
+    d, eps, tau = cfg["budget"], cfg["radius"], cfg["tau"]
     if "worst_case" in res:
-        out.print(f"  worst case at d={cfg['budget']}, eps={cfg['radius']}: {res['worst_case']:.12g}")
+        verdict = "certified" if res["certified"] else f"not certified at tau = {tau}"
+        out.print(f"  worst case at d={d}, eps={eps}: {res['worst_case']:.12g}: {verdict}")
     if "certified_radius" in res:
-        out.print(f"  certified radius at d={cfg['budget']}: {res['certified_radius']}")
+        if res["certified_radius"] is None:
+            wc = res["worst_case_at_zero_radius"]
+            why = f"the worst case at eps = 0 is {wc:.3g} < tau = {tau}" if wc < tau else f"some d' < {d} fails"
+            out.print(f"  certified radius at d={d}: not certified ({why})")
+        else:
+            out.print(f"  certified radius at d={d}: {res['certified_radius']}")
     if "certified_budget" in res:
-        out.print(f"  certified budget at eps={cfg['radius']}: {res['certified_budget']}")
+        if res["certified_budget"] is None:
+            out.print(f"  certified budget at eps={eps}: not certified (not even d = 0)")
+        else:
+            out.print(f"  certified budget at eps={eps}: {res['certified_budget']}")
     table = Table("budget d", "certified radius r*(d)", box=None, pad_edge=False)
     for row in res["frontier"]:
         table.add_row(str(row["budget"]), f"{row['radius']}")

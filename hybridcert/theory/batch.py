@@ -11,8 +11,21 @@ _DEFAULTS: dict[str, Any] = {"kernel": "uniform-other", "tau": 0.5, "budget": No
 
 
 def certify_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Evaluate THEORY 4 for one configuration: the frontier, plus r*(budget), the certified budget at
-    ``radius`` and the worst case at (budget, radius) when those are given. Bad values raise ValueError."""
+    """Evaluate THEORY 4 for one configuration. Bad values raise ValueError.
+
+    The query point is (d, eps) = (``budget`` or 0, ``radius`` or 0). The result holds:
+
+    - ``certified``: whether the query point is certified (p_adv(d', eps) >= tau for every d' <= d);
+    - with ``budget``: ``certified_radius``, r*(budget), or None when the budget is not certified even at
+      eps = 0 (there is no radius then; 0.0 means a certified budget with radius 0), and
+      ``worst_case_at_zero_radius``, the worst case at (budget, 0) that decided it;
+    - with ``radius``: ``certified_budget``, the largest d certified at that radius, or None when not even d = 0
+      is (never -1);
+    - with both: ``worst_case``, the lower bound on the attacked score at (budget, radius);
+    - ``frontier``: [{budget, radius}] over the certified budgets only.
+
+    A radius or budget is therefore present only for a certified case, and ``certified`` says which.
+    """
     unknown = set(config) - _KEYS
     if unknown:
         raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(_KEYS))}")
@@ -23,13 +36,18 @@ def certify_config(config: dict[str, Any]) -> dict[str, Any]:
     noise = HybridNoise(kernel=cfg["kernel"], vocab_size=cfg["vocab"], beta=cfg["beta"], sigma=cfg["sigma"])
     p_a, tau = cfg["p_a"], cfg["tau"]
     budget, radius, max_budget = cfg["budget"], cfg["radius"], cfg["max_budget"]
+    d, eps = (0 if budget is None else budget), (0.0 if radius is None else radius)
     result: dict[str, Any] = {"config": cfg}
+    result["certified"] = int(noise.certified_budget(p_a, radius=eps, tau=tau, max_budget=d)) >= d
     if budget is not None and radius is not None:
         result["worst_case"] = float(noise.worst_case(p_a, budget=budget, radius=radius))
     if budget is not None:
-        result["certified_radius"] = float(noise.certified_radius(p_a, budget=budget, tau=tau))
+        at_zero = int(noise.certified_budget(p_a, radius=0.0, tau=tau, max_budget=budget)) >= budget
+        result["worst_case_at_zero_radius"] = float(noise.worst_case(p_a, budget=budget, radius=0.0))
+        result["certified_radius"] = float(noise.certified_radius(p_a, budget=budget, tau=tau)) if at_zero else None
     if radius is not None:
-        result["certified_budget"] = int(noise.certified_budget(p_a, radius=radius, tau=tau, max_budget=max_budget))
+        best = int(noise.certified_budget(p_a, radius=radius, tau=tau, max_budget=max_budget))
+        result["certified_budget"] = best if best >= 0 else None
     if max_budget is None and not noise.token_kernel.informative:
         raise ValueError("this kernel hides token changes completely, so every budget is certified: pass max_budget")
     frontier = noise.frontier(p_a, tau=tau, max_budget=max_budget)

@@ -3,6 +3,9 @@
 Every function here is vectorised over ``p_a`` (a float or an array; results take its shape) and sound:
 worst-case probabilities are lower bounds and radii and budgets are never above the exact value
 (THEORY 6); see ``hybridcert.theory._solve`` for how the float64 rounding is kept on the safe side.
+
+"Not certified" is represented by absence from ``frontier``, by -1 from ``certified_budget``, and by 0.0 from
+``certified_radius`` (which a radius-0 certificate shares: see its docstring before treating 0.0 as certified).
 """
 
 from __future__ import annotations
@@ -160,8 +163,14 @@ class HybridNoise:
     def certified_radius(self, p_a: ArrayLike, budget: int, tau: float = 0.5) -> Any:
         """r*(d) of THEORY 4: the largest l2 radius certified against ``budget`` changed tokens at ``tau``.
 
-        0.0 when not certified even at eps = 0; +inf when p_a = 1 and no token change is visible with
-        certainty. Never above the exact radius, and within 1e-9 of it.
+        +inf when p_a = 1 and no token change is visible with certainty. Never above the exact radius, and
+        within 1e-9 of it.
+
+        Not certified: when ``budget`` is not certified even at eps = 0 there is no radius, and this returns 0.0,
+        the same value as a certified budget whose radius is 0. So 0.0 alone is not a certificate: decide
+        "certified at (budget, 0)" with ``certified_budget(p_a, 0.0, tau, max_budget=budget) >= budget`` or by
+        membership of ``budget`` in ``frontier`` (which lists certified budgets only); ``hybridcert certify``
+        prints "not certified" and its JSON holds ``"certified": false`` with ``"certified_radius": null``.
         """
         p = check_probability("p_a", p_a)
         d = check_budget("budget", budget)
@@ -191,7 +200,8 @@ class HybridNoise:
     def certified_budget(
         self, p_a: ArrayLike, radius: ArrayLike, tau: float = 0.5, max_budget: int | None = None
     ) -> Any:
-        """The largest d certified at image radius ``radius`` (every d' <= d), -1 when not even d = 0.
+        """The largest d certified at image radius ``radius`` (every d' <= d); -1 (never a valid budget) when not
+        even d = 0 is certified, which is how "not certified" is represented here.
 
         Stops at ``max_budget`` (default: at the first uncertified d, or at MAX_AUTO_BUDGET). A kernel that
         hides token changes completely needs an explicit ``max_budget``.
@@ -269,6 +279,8 @@ class HybridNoise:
 
     def frontier(self, p_a: ArrayLike, tau: float = 0.5, max_budget: int | None = None) -> Any:
         """The (d, eps) frontier: [(d, r*(d)) for d = 0, 1, ... while d is certified] (THEORY 4).
+
+        Only certified budgets appear, so an empty list means "not certified even at (0, 0)".
 
         For an array ``p_a`` returns an object array of the same shape holding one such list per input.
         """
