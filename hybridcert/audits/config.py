@@ -47,21 +47,39 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hybridcert.theory import KernelName
 
 MAX_SAMPLES = 10**9
+MAX_VOCAB_SIZE = 1 << 21
+"""Largest ``tokens.model_vocab_size`` (2,097,152 ids; the largest tokenizers today have ~260k): the alphabet
+is a subset of the model vocabulary, so this also bounds the alphabet and the work of building it."""
+MAX_SIGMA = 100.0
+"""Largest ``noise.sigma`` (in [0, 1] pixel space: 100 drowns every image by two orders of magnitude; larger
+values are unit mistakes, and near 1e308 the noisy images overflow to infinity)."""
+MAX_RADII = 256
+MAX_VOCABULARY_BYTES = 64 << 20
+MAX_CONFIG_BYTES = 16 << 20
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Strict types (issue 10): TOML ``true`` is not 1, ``"3"`` is not 3, ``100.0`` is not an integer, and an
+    array is never a scalar. Integers are accepted where a float belongs (``sigma = 1``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _array_as_tuple(value: Any) -> Any:
+    """TOML has arrays, not tuples: a fixed-length field reads an array (its items are still strict)."""
+    return tuple(value) if isinstance(value, list) else value
+
 
 
 class NoiseSpec(_Spec):
     kernel: KernelName = "uniform-other"
     beta: float = Field(gt=0.0, le=1.0)
-    sigma: float = Field(gt=0.0, allow_inf_nan=False)
+    sigma: float = Field(gt=0.0, le=MAX_SIGMA, allow_inf_nan=False)
     clamp: bool = False
     pixel_space: Literal["[0,1]", "[-1,1]"] = "[0,1]"
 
@@ -80,17 +98,38 @@ class ThreatSpec(_Spec):
 
 
 class TokensSpec(_Spec):
-    alphabet: list[int] | None = None
+    """``[tokens]``: the alphabet (``alphabet`` ids, or ``alphabet_range = [start, stop)`` minus the ids in
+    ``alphabet_exclude``, e.g. special tokens inside the range) is the allowed token set of size V
+    (docs/theory.md §1); it must lie inside the model vocabulary of at most ``MAX_VOCAB_SIZE`` ids."""
+
+    alphabet: list[int] | None = Field(default=None, max_length=MAX_VOCAB_SIZE)
     alphabet_range: tuple[int, int] | None = None
-    model_vocab_size: int = Field(ge=2)
+    alphabet_exclude: list[int] = Field(default_factory=list, max_length=MAX_VOCAB_SIZE)
+    model_vocab_size: int = Field(ge=2, le=MAX_VOCAB_SIZE)
     mask_id: int | None = Field(default=None, ge=0)
     pad_id: int | None = Field(default=None, ge=0)
     vocabulary: str | None = None
+
+    _range_tuple = field_validator("alphabet_range", mode="before")(_array_as_tuple)
 
     @model_validator(mode="after")
     def _alphabet(self) -> TokensSpec:
         if (self.alphabet is None) == (self.alphabet_range is None):
             raise ValueError("give exactly one of alphabet (a list of token ids) or alphabet_range = [start, stop)")
+        if self.alphabet_range is not None:
+            start, stop = self.alphabet_range
+            if not 0 <= start < stop <= self.model_vocab_size:
+                raise ValueError(f"alphabet token ids must lie in [0, model_vocab_size = {self.model_vocab_size}): "
+                                 f"alphabet_range [{start}, {stop}) is not a non-empty range inside it")
+        excluded = set(self.alphabet_exclude)
+        if len(excluded) != len(self.alphabet_exclude):
+            raise ValueError("alphabet_exclude lists a token id twice")
+        listed = set(self.alphabet) if self.alphabet is not None else None
+        for token in self.alphabet_exclude:
+            inside = (token in listed) if listed is not None else (
+                self.alphabet_range is not None and self.alphabet_range[0] <= token < self.alphabet_range[1])
+            if not inside:
+                raise ValueError(f"alphabet_exclude: token id {token} is not in the alphabet")
         ids = self.alphabet_ids()
         if len(ids) < 2:
             raise ValueError("the alphabet needs at least 2 token ids")
@@ -105,11 +144,13 @@ class TokensSpec(_Spec):
         return self
 
     def alphabet_ids(self) -> list[int]:
+        """The alphabet's token ids (in the order given; a range ascending), without ``alphabet_exclude``."""
+        excluded = set(self.alphabet_exclude)
         if self.alphabet is not None:
-            return list(self.alphabet)
+            return [t for t in self.alphabet if t not in excluded]
         assert self.alphabet_range is not None
         start, stop = self.alphabet_range
-        return list(range(start, stop))
+        return [t for t in range(start, stop) if t not in excluded]
 
 
 class CertifySpec(_Spec):
@@ -119,21 +160,32 @@ class CertifySpec(_Spec):
     n: int = Field(default=1000, ge=1, le=MAX_SAMPLES)
     sampling: Literal["one-pass", "per-budget"] = "one-pass"
     max_budget: int = Field(default=4, ge=0, le=256)
-    target_class: Literal[0, 1] | None = None
+    target_class: int | None = Field(default=None, ge=0, le=1)  # not Literal[0, 1]: it accepts true and 1.0
     chunk_size: int = Field(default=1024, ge=1, le=1 << 20)
-    radii: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 1.0])
+    radii: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 1.0], max_length=MAX_RADII)
     # issue 7: "fixed" = n samples and Clopper-Pearson; "sequential" = the anytime-valid confidence sequence,
     # looked at after every chunk, each input stopped once every requested (d, eps) point is decided or n
     # (then the cap n_max) samples are drawn
     stopping: Literal["fixed", "sequential"] = "fixed"
-    requested: list[tuple[int, float]] | None = None
+    requested: list[tuple[int, float]] | None = Field(default=None, max_length=MAX_RADII)
+
+    @field_validator("radii")
+    @classmethod
+    def _radii(cls, value: list[float]) -> list[float]:
+        bad = [r for r in value if not (r >= 0.0 and r != float("inf"))]
+        if bad:
+            raise ValueError(f"radii must be finite and >= 0 (results are JSON: no infinity), got {bad[0]}")
+        return value
+
+    @field_validator("requested", mode="before")
+    @classmethod
+    def _pairs(cls, value: Any) -> Any:
+        return [_array_as_tuple(v) for v in value] if isinstance(value, list) else value
 
     @model_validator(mode="after")
     def _selection(self) -> CertifySpec:
         if self.n0 == 0 and self.target_class is None:
             raise ValueError("n0 = 0 needs a fixed target_class (0 or 1): no selection samples are drawn")
-        if any(not r >= 0.0 for r in self.radii):
-            raise ValueError("radii must be >= 0")
         if self.stopping == "fixed" and self.requested is not None:
             raise ValueError("requested applies to stopping = \"sequential\" only")
         if self.stopping == "sequential":
@@ -156,6 +208,8 @@ class DatasetSpec(_Spec):
     version: str = "1"
     image_shape: tuple[int, int, int]
 
+    _shape_tuple = field_validator("image_shape", mode="before")(_array_as_tuple)
+
     @model_validator(mode="after")
     def _shape(self) -> DatasetSpec:
         if min(self.image_shape) < 1:
@@ -168,7 +222,7 @@ class FilterSpec(BaseModel):
     keys (``type`` module, torchscript, export, llava; see its docstring) and names a bad one. ``type``
     defaults to ``"module"``."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     type: str = "module"
     name: str | None = None
@@ -228,21 +282,59 @@ class AuditSpec(_Spec):
         return p if p.is_absolute() else Path(self.base_dir) / p
 
 
-def _format_error(source: str, exc: ValidationError) -> str:
+def _shown(value: Any) -> str:
+    """A short TOML-like spelling of an offending value (``true``, ``"3"``, ``100.0``, ``[0.5]``)."""
+    try:
+        text = json.dumps(value, allow_nan=True)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _toml_line(text: str, loc: tuple[Any, ...]) -> int | None:
+    """The line of ``key = ...`` for a field ``[table] key``, of a top-level key, or of the ``[table]`` header
+    for a table-wide problem, in a plain TOML file; None when it cannot be found (inline tables, dotted keys:
+    the field name alone then locates the problem)."""
+    keys = [str(part) for part in loc if isinstance(part, str)]
+    if not keys:
+        return None
+    table, key = (keys[0], keys[1]) if len(keys) >= 2 else ("", keys[0])
+    current = ""
+    header = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if line.startswith("[") and not line.startswith("[["):
+            current = line.strip("[] \t").strip('"')
+            if len(keys) == 1 and current == keys[0] and header is None:
+                header = number
+            continue
+        name = line.split("=", 1)[0].strip().strip('"') if "=" in line else None
+        if current == table and name == key:
+            return number
+    return header
+
+
+def _format_error(source: str, exc: ValidationError, text: str | None = None) -> str:
     first = exc.errors()[0]
     loc = ".".join(str(part) for part in first["loc"])
     msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] not in ("value_error", "assertion_error", "missing", "extra_forbidden") and \
+            not isinstance(first.get("input"), dict):
+        msg += f", got {_shown(first.get('input'))}"
+    line = _toml_line(text, first["loc"]) if text is not None else None
     where = f"field {loc}: " if loc else ""
     extra = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{source}: {where}{msg}{extra}"
+    return f"{source}{f':{line}' if line else ''}: {where}{msg}{extra}"
 
 
-def parse_spec(data: dict[str, Any], base_dir: Path | str = ".", source: str = "audit config") -> AuditSpec:
-    """Validate a config dict; ValueError '<source>: field <a.b>: <problem>' on the first problem."""
+def parse_spec(data: dict[str, Any], base_dir: Path | str = ".", source: str = "audit config",
+               text: str | None = None) -> AuditSpec:
+    """Validate a config dict; ValueError '<source>[:<line>]: field <a.b>: <problem>' on the first problem
+    (``text``, the TOML source, gives the line). Types are strict (see ``_Spec``)."""
     try:
         return AuditSpec.model_validate({**data, "base_dir": str(base_dir)})
     except ValidationError as exc:
-        raise ValueError(_format_error(source, exc)) from None
+        raise ValueError(_format_error(source, exc, text)) from None
 
 
 def load_spec(path: Path) -> AuditSpec:
@@ -250,20 +342,25 @@ def load_spec(path: Path) -> AuditSpec:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"config file not found: {path}")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ValueError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MiB: not an audit config")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from None
     if "base_dir" in data:
         raise ValueError(f"{path}: field base_dir: not a config field")
-    return parse_spec(data, path.resolve().parent, str(path))
+    return parse_spec(data, path.resolve().parent, str(path), text)
 
 
 def load_vocabulary(path: Path) -> dict[str, int]:
     """A word vocabulary: a JSON list of words (token id = position) for manifests that give ``text``."""
     try:
+        if Path(path).stat().st_size > MAX_VOCABULARY_BYTES:
+            raise ValueError(f"tokens.vocabulary: {path} is larger than {MAX_VOCABULARY_BYTES >> 20} MiB")
         words = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"tokens.vocabulary: cannot read {path}: {exc}") from None
     if not isinstance(words, list) or not all(isinstance(w, str) and w and " " not in w for w in words):
         raise ValueError(f"tokens.vocabulary: {path} must be a JSON list of non-empty words without spaces")

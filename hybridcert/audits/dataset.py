@@ -132,7 +132,7 @@ def _parse_line(
     if not isinstance(input_id, str) or not input_id or len(input_id) > 256:
         raise ValueError(f"field id: must be a non-empty string of at most 256 characters, got {input_id!r}")
     label = obj["label"]
-    if isinstance(label, bool) or label not in (0, 1):
+    if type(label) is not int or label not in (0, 1):  # strict: true, 1.0 and "1" are not labels
         raise ValueError(f"field label: must be 0 or 1, got {label!r}")
     group = obj.get("group")
     if group is not None and not isinstance(group, str):

@@ -46,21 +46,33 @@ def make_spec(demo_base: tuple[Path, dict[str, Any]]) -> Callable[..., AuditSpec
     return make
 
 
+def toml_value(value: Any) -> str:
+    """A value in TOML spelling (JSON's, except inf and nan)."""
+    import json
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)
+
+
 @pytest.fixture()
 def write_config(demo_base: tuple[Path, dict[str, Any]], tmp_path: Path) -> Callable[..., Path]:
     """write_config(**updates) -> path of an audit.toml (in the demo folder, so relative paths resolve)."""
-    import json
-
     root, data = demo_base
     counter = iter(range(10**6))
 
     def write(**updates: Any) -> Path:
         merged = _merge(data, updates)
-        lines = [f"seed = {merged.pop('seed')}"]
+        lines = [f"seed = {toml_value(merged.pop('seed'))}"]
         for section, values in merged.items():
             lines.append(f"[{section}]")
             for key, value in values.items():
-                lines.append(f"{key} = {json.dumps(value)}")
+                lines.append(f"{key} = {toml_value(value)}")
         path = root / f"audit-{tmp_path.name}-{next(counter)}.toml"
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return path

@@ -59,6 +59,8 @@ def expect_error(write_config: ConfigWriter, tmp_path: Path, fragments: list[str
         ({**GOOD, "tokens": []}, [":2: field tokens: empty token sequence"]),
         ({**GOOD, "id": "a"}, [":2: field id: duplicate id 'a' (first on line 1)"]),
         ({**GOOD, "id": "c", "label": 2}, [":2: field label: must be 0 or 1"]),
+        ({**GOOD, "id": "c", "label": 1.0}, [":2: field label: must be 0 or 1, got 1.0"]),
+        ({**GOOD, "id": "c", "label": True}, [":2: field label: must be 0 or 1, got True"]),
         ({**GOOD, "id": "c", "image": "img/pickled.npy"}, [":2: field image:", "not a plain .npy"]),
         ({**GOOD, "id": "c", "image": "img/big.npy"}, [":2: field image:", "outside [0, 1]"]),
         ({"id": "c", "image": "img/ok.npy", "label": 1}, [":2: field tokens: give exactly one of"]),
@@ -99,6 +101,31 @@ def test_bad_manifest_lines(write_config: ConfigWriter, tmp_path: Path, line: di
         ({"filter": {"class_path": "hybridcert.nope:Net"}}, ["cannot import module 'hybridcert.nope'"]),
         ({"run": {"device": "cuda:0"}} if not torch.cuda.is_available() else {"run": {"device": "tpu"}},
          ["run.device"]),
+        # issue 10: strict types (TOML true is not 1, "3" is not 3, 100.0 is not an integer, no arrays for scalars)
+        ({"certify": {"n": True}}, ["field certify.n: Input should be a valid integer, got true"]),
+        ({"certify": {"n": 100.0}}, ["field certify.n: Input should be a valid integer, got 100.0"]),
+        ({"certify": {"n": "300"}}, ["field certify.n: Input should be a valid integer, got \"300\""]),
+        ({"noise": {"beta": True}}, ["field noise.beta: Input should be a valid number, got true"]),
+        ({"noise": {"beta": [0.5]}}, ["field noise.beta: Input should be a valid number, got [0.5]"]),
+        ({"certify": {"tau": "0.5"}}, ["field certify.tau:"]),
+        ({"certify": {"target_class": True}}, ["field certify.target_class:", "got true"]),
+        ({"certify": {"max_budget": 2.0}}, ["field certify.max_budget:", "got 2.0"]),
+        ({"seed": "7"}, ["field seed:", "got \"7\""]),
+        ({"run": {"batch_size": True}}, ["field run.batch_size:"]),
+        ({"run": {"amp": 1}}, ["field run.amp:", "valid boolean"]),
+        ({"noise": {"clamp": "false"}}, ["field noise.clamp:"]),
+        ({"dataset": {"image_shape": [1, 8, 8.0]}}, ["field dataset.image_shape.2:"]),
+        ({"tokens": {"model_vocab_size": 33.0}}, ["field tokens.model_vocab_size:"]),
+        ({"filter": {"version": 2}}, ["field filter.version:"]),
+        ({"filter": {"target_index": True}}, ["filter.target_index:"]),
+        # issue 10: values that crashed (exit 3) or left a log behind
+        ({"certify": {"radii": [0.0, float("inf")]}}, ["field certify.radii:", "finite"]),
+        ({"noise": {"sigma": 1e308}}, ["field noise.sigma:", "less than or equal to 100"]),
+        ({"tokens": {"alphabet_range": [0, 10**9]}}, ["field tokens:", "alphabet_range [0, 1000000000)"]),
+        ({"tokens": {"model_vocab_size": 10**9, "alphabet_range": [0, 10**9]}},
+         ["field tokens.model_vocab_size:", "less than or equal to 2097152"]),
+        ({"tokens": {"alphabet_exclude": [40]}}, ["alphabet_exclude: token id 40 is not in the alphabet"]),
+        ({"tokens": {"alphabet_exclude": [3, 3]}}, ["alphabet_exclude lists a token id twice"]),
     ],
 )
 def test_bad_config_values(write_config: ConfigWriter, tmp_path: Path, updates: dict, fragments: list[str]) -> None:
@@ -169,3 +196,16 @@ def test_manifest_hash_covers_the_images(tmp_path: Path) -> None:
 )
 def test_bad_filter_section(write_config: ConfigWriter, tmp_path: Path, updates: dict, fragment: str) -> None:
     expect_error(write_config, tmp_path, [fragment], **updates)
+
+
+def test_config_errors_name_the_line(write_config: ConfigWriter, tmp_path: Path) -> None:
+    config = write_config(noise={"beta": True})
+    number = next(i for i, line in enumerate(config.read_text().splitlines(), 1) if line.startswith("beta ="))
+    err = expect_error(write_config, tmp_path, [], noise={"beta": True})
+    assert f".toml:{number}: field noise.beta:" in err, err
+
+
+def test_alphabet_exclude_removes_special_ids(make_spec: Callable[..., object]) -> None:
+    spec = make_spec(tokens={"alphabet_range": [0, 32], "alphabet_exclude": [0, 17]})
+    ids = spec.tokens.alphabet_ids()  # type: ignore[attr-defined]
+    assert len(ids) == 30 and 0 not in ids and 17 not in ids and ids == sorted(ids)

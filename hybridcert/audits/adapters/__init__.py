@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hybridcert.audits.adapters.common import PickleRefusedError, resolve_device, sha256_file
 from hybridcert.audits.adapters.module import ModuleFilter, import_class, load_module, load_safetensors_module
@@ -79,13 +79,14 @@ _LLAVA_ONLY = ("dtype", "prompt", "policy", "answer_prefix", "safe_words", "unsa
 class FilterSpec(BaseModel):
     """The ``[filter]`` table of ``audit.toml`` (see the module docstring for each key)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict (issue 10): true is not 1, "3" is not 3, 2.0 is not an integer; paths are strings
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     type: Literal["module", "torchscript", "export", "llava"]
     class_path: str | None = None
-    weights: Path | None = None
+    weights: Path | None = Field(default=None, strict=False)
     init_kwargs: dict[str, Any] = {}
-    path: Path | None = None
+    path: Path | None = Field(default=None, strict=False)
     device: str = "auto"
     amp: bool = False
     allow_pickle: bool = False
