@@ -16,11 +16,34 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from hybridcert import __version__
 from hybridcert.results.atomic import write_text_atomic
 
+
+class _Group(TyperGroup):
+    """Help without a ``<bool>`` type column for flags (typer shows one for every boolean option, --help too)."""
+
+    def get_params(self, ctx: Any) -> Any:
+        return _plain_flags(super().get_params(ctx))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is not None and not isinstance(cmd, _Group):
+            _plain_flags(cmd.get_params(ctx))
+        return cmd
+
+
+def _plain_flags(params: Any) -> Any:
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
 app = typer.Typer(
+    cls=_Group,
     name="hybridcert",
     help="Certificates for hybrid (token + image) randomized smoothing: compute, verify, audit, report.",
     no_args_is_help=True,
@@ -181,7 +204,8 @@ def verify(
     quick: Annotated[bool, typer.Option("--quick", help="Small grid for CI (the default, under a minute).")] = False,
     full: Annotated[bool, typer.Option("--full", help="Large grid for audits (minutes).")] = False,
     results: Annotated[
-        Path | None, typer.Option("--results", help="Prove every certificate in an audit's results.json instead.")
+        Path | None, typer.Option("--results", help="Prove every certificate of an audit instead: its folder or "
+                                                  "results.json.")
     ] = None,
     check: Annotated[
         list[str] | None, typer.Option("--check", help="Run only this check (repeatable): symbolic, highprec, "
@@ -207,6 +231,8 @@ def verify(
         if results is not None:
             if quick or full or check:
                 fail("--results proves a results file; --quick, --full and --check apply to the checks")
+            if results.is_dir():  # an audit folder, as compare and report accept
+                results = results / "results.json"
             loaded = load_results(results)
             verification = verify_results(loaded, str(results), progress=progress)
             data = verification.to_dict()
@@ -280,6 +306,16 @@ def _progress_callback() -> tuple[Any, Any]:
     return bar, update
 
 
+@contextmanager
+def _step(message: str) -> Iterator[None]:
+    """A spinner on stderr while a long step runs (only on a terminal; nothing when output is redirected)."""
+    if not err.is_terminal:
+        yield
+        return
+    with err.status(message):
+        yield
+
+
 def _print_audit_summary(results: Any, seconds: float, out_dir: Path) -> None:
     from hybridcert.audits.runner import summary_rows
 
@@ -309,7 +345,7 @@ def audit(
     batch_size: Annotated[int | None, typer.Option(help="Override run.batch_size (samples per forward).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results.json's aggregates as JSON.")] = False,
     executor: Annotated[
-        str | None, typer.Option(help="Override run.executor: in-process, or ray (needs hybridcert[ray]).")
+        str | None, typer.Option(help="Override run.executor: in-process, or ray (needs hybridcert\\[ray]).")
     ] = None,
 ) -> None:
     """Certify a filter on a dataset (THEORY 4, 5): results.json plus a resumable log in --out."""
@@ -333,8 +369,12 @@ def audit(
 
 @app.command()
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Output folder: data, audit.toml, results.json.")],
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard an earlier audit in --out.")] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder: data, model, audit.toml, results.json, "
+                                                        "the signed report.")],
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the demo already in --out (its audit.toml), "
+                                                          "then sign and verify the report.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the demo already in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", hidden=True, help="Same as --force.")] = False,
     device: Annotated[str, typer.Option(help="cpu (default), cuda or auto.")] = "cpu",
     inputs: Annotated[int, typer.Option("--inputs", help="Number of demo inputs (1..300).")] = 100,
     n: Annotated[int, typer.Option("--n", help="Estimation samples per input.")] = 1000,
@@ -346,25 +386,44 @@ def demo(
     report: Annotated[bool, typer.Option(help="End with a signed, verified report (--no-report: audit only).")] = True,
 ) -> None:
     """The bundled offline demo: digits x digit names, a small noise-trained filter, a full audit, and a report
-    signed with a clearly labelled demo identity, then verified."""
+    signed with a clearly labelled demo identity, then verified. A non-empty --out needs --resume or --force."""
     import time
 
     from hybridcert.audits.demo.run import write_demo
-    from hybridcert.audits.runner import audit_from_file, check_out_dir
+    from hybridcert.audits.runner import LOG_NAME, audit_from_file
 
+    force = force or overwrite
     with user_errors():
         start = time.perf_counter()
-        check_out_dir(out_dir, resume=False, overwrite=overwrite)
-        config = write_demo(out_dir, n_inputs=inputs, n=n, device=device)
+        if resume and force:
+            fail("give --resume or --force, not both")
+        if out_dir.exists() and not out_dir.is_dir():
+            fail(f"--out {out_dir} exists and is not a folder")
+        earlier = out_dir.is_dir() and any(out_dir.iterdir())
+        if earlier and not (resume or force):
+            fail(f"{out_dir} is not empty (an earlier demo?); pass --resume to continue it, --force to replace it, "
+                 "or choose another --out")
+        config = out_dir / "audit.toml"
+        continuing = resume and config.is_file() and (out_dir / LOG_NAME).is_file()
+        if continuing:
+            err.print(f"resuming the demo in {out_dir} with its audit.toml (--inputs, --n and --device are not "
+                      "used)", markup=False)
+        else:
+            if force and earlier:
+                err.print(f"--force: replacing the demo in {out_dir}", markup=False)
+            with _step("writing the demo data"):
+                config = write_demo(out_dir, n_inputs=inputs, n=n, device=device)
         bar, update = _progress_callback()
         with bar:
-            results = audit_from_file(config, out_dir, overwrite=overwrite, progress=update)
+            results = audit_from_file(config, out_dir, resume=continuing, overwrite=not continuing,
+                                      progress=update)
         checks: list[Any] = []
+        ident_dir = identity if identity is not None else out_dir.parent / f"{out_dir.name}-demo-identity"
         if report:
             from hybridcert.reports.publish import demo_report
 
-            ident_dir = identity if identity is not None else out_dir.parent / f"{out_dir.name}-demo-identity"
-            signed, checks = demo_report(out_dir, ident_dir)
+            with _step("rendering, signing and verifying the report"):
+                signed, checks = demo_report(out_dir, ident_dir)
     verified = all(c.ok for c in checks)
     if as_json:
         print_json({**results.aggregates.model_dump(mode="json"),
@@ -377,15 +436,34 @@ def demo(
                       "(not for compliance use); verification:", markup=False)
             for c in checks:
                 out.print("  " + c.line(), markup=False)
+        _print_demo_next_steps(out_dir, ident_dir, report)
     if report and not verified:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _print_demo_next_steps(out_dir: Path, ident_dir: Path, report: bool) -> None:
+    import shlex
+
+    q = shlex.quote
+    out.print("next:", markup=False)
+    if report:
+        out.print(f"  open the report:    xdg-open {q(str(out_dir / 'report.html'))}   (or report.pdf; "
+                  "`open` on macOS)", markup=False)
+        out.print(f"  verify it:          hybridcert verify-report {q(str(out_dir))} "
+                  f"--trust {q(str(ident_dir / 'trust-anchor.crt'))}", markup=False)
+    else:
+        out.print(f"  sign a report:      hybridcert report {q(str(out_dir))} --identity DIR   "
+                  "(DIR from `hybridcert keys init`)", markup=False)
+    out.print(f"  prove its radii:    hybridcert verify --results {q(str(out_dir))}", markup=False)
+    out.print(f"  rerun the audit:    hybridcert audit --config {q(str(out_dir / 'audit.toml'))} --out OTHER_DIR",
+              markup=False)
 
 
 # ------------------------------------------------------------------------------------------------------
 # keys, report, verify-report (reports)
 # ------------------------------------------------------------------------------------------------------
 
-keys_app = typer.Typer(help="Signing identities for reports (Ed25519 for DSSE, P-256 X.509 for PAdES).",
+keys_app = typer.Typer(cls=_Group, help="Signing identities for reports (Ed25519 for DSSE, P-256 X.509 for PAdES).",
                        no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
@@ -467,15 +545,16 @@ def report(
             for name in [sign_html, *extra]:
                 if Path(name).name != name or not (audit_dir / name).is_file():
                     raise ValueError(f"{name!r} is not a file name inside {audit_dir}")
-            env_path = sign_html_report(audit_dir, sign_html, ident, tsa_url=tsa_url, extra_subjects=extra,
-                                        attach=extra[0] if extra else None)
+            with _step(f"rendering and signing {sign_html}"):
+                env_path = sign_html_report(audit_dir, sign_html, ident, tsa_url=tsa_url, extra_subjects=extra,
+                                            attach=extra[0] if extra else None)
             if as_json:
                 print_json({"envelope": str(env_path), "pdf": str(audit_dir / Path(sign_html).with_suffix(".pdf"))})
             else:
                 out.print(f"signed {sign_html}: {env_path}", markup=False)
             return
-        err.print(f"rendering and signing {audit_dir} ...", markup=False)
-        signed = render_and_sign(audit_dir, ident, criteria=criteria, tsa_url=tsa_url)
+        with _step(f"rendering and signing {audit_dir}"):
+            signed = render_and_sign(audit_dir, ident, criteria=criteria, tsa_url=tsa_url)
     verdict = signed.acceptance.overall
     if as_json:
         print_json({"report_id": signed.report_id, "acceptance": signed.acceptance.as_json(),
@@ -500,7 +579,8 @@ def verify_report_cmd(
     with user_errors():
         if not audit_dir.is_dir():
             raise FileNotFoundError(f"no audit folder at {audit_dir}")
-        checks = verify_report(audit_dir, trust)
+        with _step(f"verifying {audit_dir}"):
+            checks = verify_report(audit_dir, trust)
     ok = bool(checks) and all(c.ok for c in checks)
     if as_json:
         print_json({"ok": ok, "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,3 +81,78 @@ def test_engine_zero_radius_is_not_a_certificate_at_eps_zero() -> None:
     assert noise.certified_budget(0.4, 0.1) == -1
     radii, mask = noise.frontier_radii(np.array([0.99]), max_budget=2)
     assert mask[0].tolist() == [True, False, False] and radii[0, 2] == 0.0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# demo, verify --results, help
+# --------------------------------------------------------------------------------------------------------------
+
+SMALL = ("--inputs", "3", "--n", "100", "--no-report")
+
+
+@pytest.fixture(scope="module")
+def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "demo-out"
+    code, text = _run("demo", "--out", str(out), *SMALL)
+    assert code == 0, text
+    return out
+
+
+def test_demo_ends_with_the_next_commands(small_demo: Path) -> None:
+    code, text = _run("demo", "--out", str(small_demo.parent / "again"), *SMALL)
+    assert code == 0, text
+    assert "next:" in text and f"hybridcert verify --results {small_demo.parent / 'again'}" in text
+
+
+def test_demo_refuses_a_non_empty_folder_naming_resume_and_force(small_demo: Path) -> None:
+    before = (small_demo / "results.json").read_bytes()
+    code, text = _run("demo", "--out", str(small_demo), *SMALL)
+    assert code == 2 and "--resume" in text and "--force" in text
+    assert (small_demo / "results.json").read_bytes() == before
+    code, text = _run("demo", "--out", str(small_demo), "--resume", "--force", *SMALL)
+    assert code == 2 and "not both" in text
+
+
+def test_demo_resume_and_force(small_demo: Path, tmp_path: Path) -> None:
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(small_demo, out)
+    code, text = _run("demo", "--out", str(out), "--resume", *SMALL)
+    assert code == 0, text
+    assert json.loads((out / "results.json").read_text())["inputs"] == json.loads(
+        (small_demo / "results.json").read_text())["inputs"]
+    code, text = _run("demo", "--out", str(out), "--force", "--inputs", "2", "--n", "100", "--no-report")
+    assert code == 0, text
+    assert "--force: replacing" in text
+    assert len(json.loads((out / "results.json").read_text())["inputs"]) == 2
+
+
+def test_demo_folder_is_portable(small_demo: Path, tmp_path: Path) -> None:
+    """audit.toml holds only paths relative to its folder, so a moved folder still audits."""
+    import shutil
+    import tomllib
+
+    config = tomllib.loads((small_demo / "audit.toml").read_text())
+    for path in (config["filter"]["weights"], config["dataset"]["manifest"], config["tokens"]["vocabulary"]):
+        assert not Path(path).is_absolute(), path
+    moved = tmp_path / "moved"
+    shutil.copytree(small_demo, moved)
+    code, text = _run("audit", "--config", str(moved / "audit.toml"), "--out", str(tmp_path / "rerun"), "--json")
+    assert code == 0, text
+
+
+def test_verify_results_accepts_an_audit_folder(small_demo: Path) -> None:
+    code, text = _run("verify", "--results", str(small_demo))
+    assert code == 0, text
+    assert f"{small_demo / 'results.json'}:" in text and "0 not proved" in text
+
+
+@pytest.mark.parametrize("command", [[], ["certify"], ["verify"], ["audit"], ["demo"], ["report"], ["compare"],
+                                     ["verify-report"], ["keys", "init"]])
+def test_help_has_no_bool_type_and_keeps_brackets(command: list[str]) -> None:
+    code, text = _run(*command, "--help")
+    assert code == 0, text
+    assert "<bool>" not in text
+    if command == ["audit"]:
+        assert "hybridcert[ray]" in text

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hybridcert.audits.demo import BETA, KERNEL, SIGMA, WEIGHTS
 from hybridcert.audits.demo.data import MASK_ID, MODEL_VOCAB, WORDS, generate
-from hybridcert.results.atomic import write_text_atomic
+from hybridcert.results.atomic import write_bytes_atomic, write_text_atomic
 
 DEMO_SEED = 20261125
 DEMO_INPUTS = 100
@@ -26,13 +26,18 @@ def write_demo(out_dir: Path, n_inputs: int = DEMO_INPUTS, n: int = DEMO_N, devi
                batch_size: int = 1024, threads: int = 1) -> Path:
     """Write ``out_dir/data`` (manifest, images, vocabulary) and ``out_dir/audit.toml``; return the config path.
 
-    The config names the bundled weights by absolute path, so ``hybridcert audit --config out_dir/audit.toml``
-    reruns the same audit. One torch thread by default: the demo filter is small, and on a shared CPU
-    multi-threaded kernels on small tensors are slower than one thread.
+    The bundled weights are copied to ``out_dir/model`` and every path in the config is relative to the
+    config's folder (``hybridcert audit`` resolves them against it), so the folder can be moved or copied and
+    ``hybridcert audit --config out_dir/audit.toml`` still reruns the same audit. One torch thread by default:
+    the demo filter is small, and on a shared CPU multi-threaded kernels on small tensors are slower than one
+    thread.
     """
     out_dir = Path(out_dir)
     data = out_dir / "data"
     generate(data, n_inputs)
+    weights = Path("model") / WEIGHTS.name
+    (out_dir / weights).parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(out_dir / weights, WEIGHTS.read_bytes())
     sections: dict[str, dict[str, object]] = {
         "noise": {"kernel": KERNEL, "beta": BETA, "sigma": SIGMA, "clamp": False, "pixel_space": "[0,1]"},
         "threat_model": {"kind": "l0"},
@@ -43,7 +48,7 @@ def write_demo(out_dir: Path, n_inputs: int = DEMO_INPUTS, n: int = DEMO_N, devi
         "dataset": {"manifest": "data/manifest.jsonl", "name": "demo-digits", "version": "1",
                     "image_shape": [1, 8, 8]},
         "filter": {"type": "module", "class_path": "hybridcert.audits.demo.model:DemoFilterNet",
-                   "weights": str(WEIGHTS.resolve()), "name": "demo-digit-filter", "version": "1"},
+                   "weights": weights.as_posix(), "name": "demo-digit-filter", "version": "1"},
         "run": {"device": device, "batch_size": batch_size, "wave": 50, "threads": threads},
     }
     lines = ["# hybridcert demo audit: rerun with `hybridcert audit --config audit.toml --out DIR`",
