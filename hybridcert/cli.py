@@ -460,6 +460,72 @@ def _print_demo_next_steps(out_dir: Path, ident_dir: Path, report: bool) -> None
 
 
 # ------------------------------------------------------------------------------------------------------
+# attack (attacks)
+# ------------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def attack(
+    config: Annotated[Path, typer.Option("--config", help="The audit.toml whose filter and dataset are attacked.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (attack.json, images/, the attack log).")],
+    points: Annotated[
+        list[str] | None, typer.Option("--points", help="A budget d:eps to attack (repeatable; default: three "
+                                       "corners of the audit's grid).")
+    ] = None,
+    results: Annotated[
+        Path | None, typer.Option("--results", help="The audit's results.json (default: run the audit into "
+                                  "OUT/audit).")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted attack in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard an earlier attack in --out.")] = False,
+    method: Annotated[str, typer.Option(help="gradient (GCG-style tokens + l2 PGD) or random (same queries).")] = (
+        "gradient"),
+    steps: Annotated[int, typer.Option(help="Search rounds per input and point.")] = 12,
+    samples: Annotated[int, typer.Option(help="m: noise samples per objective evaluation.")] = 32,
+    candidates: Annotated[int, typer.Option(help="Token swaps evaluated per round.")] = 12,
+    n: Annotated[int | None, typer.Option(help="Fresh samples for the re-estimate (default: the audit's n).")] = None,
+    device: Annotated[str | None, typer.Option(help="Override run.device.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Override run.batch_size.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the per-point summary as JSON.")] = False,
+) -> None:
+    """Attack every input at each point (d, eps) within the threat model and put the attacked robust rate (an
+    upper bound) next to the certified rate (a lower bound). Exit 1 on a soundness alarm."""
+    from hybridcert.attacks.engine import AttackSettings
+    from hybridcert.attacks.run import attack_from_file, parse_point
+
+    with user_errors():
+        if n is not None and not 1 <= n <= 10**9:
+            fail(f"--n must lie in [1, 1e9], got {n}")
+        if batch_size is not None and batch_size < 1:
+            fail(f"--batch-size must be >= 1, got {batch_size}")
+        parsed = [parse_point(p) for p in points] if points else None
+        settings = AttackSettings(steps=steps, samples=samples, candidates=candidates, method=method)  # type: ignore[arg-type]
+        bar, update = _progress_callback()
+        with bar:
+            report = attack_from_file(config, out_dir, parsed, settings, results_path=results, n=n, resume=resume,
+                                      overwrite=overwrite, device=device, batch_size=batch_size, progress=update)
+    if as_json:
+        print_json({"summary": report["summary"], "alarms": report["alarms"]})
+    else:
+        table = Table("d", "eps", "certified (lower bound) [95% CI]", "attacked robust (upper bound) [95% CI]",
+                      "flipped", "alarms", box=None, pad_edge=False)
+        for row in report["summary"]:
+            c, a = row["certified"], row["attacked_robust"]
+            table.add_row(str(row["budget"]), f"{row['radius']:g}",
+                          f"{c['rate']:.3f} [{c['interval'][0]:.3f}, {c['interval'][1]:.3f}]",
+                          f"{a['rate']:.3f} [{a['interval'][0]:.3f}, {a['interval'][1]:.3f}]",
+                          f"{row['successes']}/{row['attacked']}", str(len(row["alarms"])))
+        out.print(table)
+        for alarm in report["alarms"]:
+            out.print(f"SOUNDNESS ALARM: input {alarm['id']} certified at d={alarm['budget']}, eps={alarm['radius']}"
+                      " but the attacked point flips the decision significantly (a bug, or the alpha event)",
+                      markup=False)
+        out.print(f"wrote {out_dir / 'attack.json'}", markup=False)
+    if report["alarms"]:
+        raise typer.Exit(EXIT_FAILED)
+
+
+# ------------------------------------------------------------------------------------------------------
 # keys, report, verify-report (reports)
 # ------------------------------------------------------------------------------------------------------
 

@@ -98,6 +98,19 @@ def decide(out: torch.Tensor, target_index: int) -> torch.Tensor:
     raise ValueError(f"filter output must have shape [B, K] or [B], got {tuple(out.shape)}")
 
 
+def decision_margin(out: torch.Tensor, target_index: int) -> torch.Tensor:
+    """A model output as one differentiable score per sample, > 0 exactly where ``decide`` says class 1 (ties
+    aside): logits [B, K] -> logit[target] - max over the other classes; scores [B] unchanged. Used by the
+    gradient attack's protocol (hybridcert.attacks.protocol.GradientFilter)."""
+    if out.ndim == 1:
+        return out
+    if out.ndim != 2 or not 0 <= target_index < out.shape[1]:
+        raise ValueError(f"filter output must be [B] or [B, K] with target_index < K, got {tuple(out.shape)}")
+    others = torch.cat([out[:, :target_index], out[:, target_index + 1:]], dim=1)
+    margin: torch.Tensor = out[:, target_index] - others.max(dim=1).values
+    return margin
+
+
 def check_inputs(tokens: torch.Tensor, images: torch.Tensor) -> None:
     """ValueError unless tokens is an integer [B, L] tensor and images a floating [B, C, H, W] tensor, same B."""
     if tokens.ndim != 2 or tokens.dtype.is_floating_point or tokens.dtype == torch.bool:

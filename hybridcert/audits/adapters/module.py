@@ -27,6 +27,7 @@ from hybridcert.audits.adapters.common import (
     check_inputs,
     clear_errors,
     decide,
+    decision_margin,
     resolve_device,
     sha256_file,
     sniff_format,
@@ -203,3 +204,34 @@ class ModuleFilter:
         if not isinstance(out, torch.Tensor):
             raise ValueError(f"{self.name}.forward must return a tensor, got {type(out).__name__}")
         return decide(out, self.target_index)
+
+    # -- the gradient attack's protocol (hybridcert.attacks.protocol.GradientFilter) -------------------------
+    # A module opts in by following the Hugging Face convention: ``get_input_embeddings()`` (an nn.Embedding)
+    # and ``forward_embeddings(embeddings [B, L, E], images)`` returning what ``forward`` returns.
+
+    def _embedding(self) -> torch.nn.Embedding:
+        get = getattr(self.module, "get_input_embeddings", None)
+        if not callable(get) or not callable(getattr(self.module, "forward_embeddings", None)):
+            raise ValueError(f"module {self.name} has no get_input_embeddings() and forward_embeddings(): the "
+                             "gradient attack needs both (hybridcert.attacks.protocol)")
+        emb = get()
+        if not isinstance(emb, torch.nn.Embedding):
+            raise ValueError(f"{self.name}.get_input_embeddings() must return a torch.nn.Embedding")
+        return emb
+
+    def embedding_matrix(self) -> torch.Tensor:
+        """The input embedding table [model_vocab_size, E] (no gradient)."""
+        weight: torch.Tensor = self._embedding().weight.detach()
+        return weight
+
+    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Embeddings [B, L, E] of the token ids (no gradient to the weights)."""
+        out: torch.Tensor = self._embedding()(tokens.to(self.device)).detach()
+        return out
+
+    def scores_from_embeddings(self, embeddings: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """A differentiable score [B], > 0 exactly where ``__call__`` decides class 1 (float32, no autocast)."""
+        out = self.module.forward_embeddings(embeddings.to(self.device), images.to(self.device))  # type: ignore[operator]
+        if not isinstance(out, torch.Tensor):
+            raise ValueError(f"{self.name}.forward_embeddings must return a tensor, got {type(out).__name__}")
+        return decision_margin(out, self.target_index)

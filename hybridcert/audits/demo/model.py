@@ -37,3 +37,11 @@ class DemoFilterNet(nn.Module):
 
     def forward(self, tokens: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         return self.fuse(*self.features(tokens, images))
+
+    # the gradient attack's entry points (hybridcert.attacks.protocol, through ModuleFilter)
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed
+
+    def forward_embeddings(self, embeddings: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """``forward`` from token embeddings [B, L, E] instead of token ids (same logits)."""
+        return self.fuse(self.text(embeddings.mean(dim=1)), self.image(self.conv(images)))
