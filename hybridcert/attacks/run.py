@@ -22,9 +22,9 @@ does not depend on batch sizes or on interruption (only ``created`` and per-reco
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -54,6 +54,7 @@ from hybridcert.audits.results import (
     write_json_atomic,
 )
 from hybridcert.audits.runner import Audit, _budget_span, _clean_tokens, prepare, run_audit, side_threshold
+from hybridcert.results.atomic import open_append_nofollow, open_rw_nofollow, write_bytes_atomic
 from hybridcert.theory import clopper_pearson_lower, clopper_pearson_upper
 
 LOG_NAME = "attack.log.jsonl"
@@ -137,17 +138,10 @@ def target_for(audit: Audit, item_index: int, result: InputResult, point: Point)
 
 
 def _write_npy(path: Path, image: np.ndarray) -> None:
-    """Atomic: a temporary file, fsynced, renamed (a killed run leaves no half image)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(image, dtype=np.float32), allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """The image as .npy bytes through the project's one writer (atomic, fsynced, never through a link)."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(image, dtype=np.float32), allow_pickle=False)
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def attack_one(audit: Audit, index: int, result: InputResult, point: Point, settings: AttackSettings,
@@ -216,7 +210,7 @@ def _read_log(path: Path, config_hash: str, keys: set[tuple[str, int, float]]) -
     data = path.read_bytes()
     lines = data.split(b"\n")
     if lines[-1]:  # a torn last line (killed mid-write)
-        with path.open("r+b") as fh:
+        with open_rw_nofollow(path) as fh:
             fh.truncate(len(data) - len(lines[-1]))
             fh.flush()
             os.fsync(fh.fileno())
@@ -305,7 +299,7 @@ def run_attack(audit: Audit, out_dir: Path, points: list[Point] | None = None,
     if audit.spec.run.threads is not None:
         torch.set_num_threads(audit.spec.run.threads)
     try:
-        with log_path.open("a", encoding="utf-8") as fh:
+        with open_append_nofollow(log_path) as fh:
             if fh.tell() == 0:
                 _line(fh, {"type": "header", "schema": SCHEMA + "-log", "config_hash": config_hash, "config": config})
             if progress:
