@@ -2,13 +2,16 @@
 
 Each line: ``{"id": "x1", "tokens": [3, 17, 5] | "text": "words ...", "image": "img/x1.png" | "img/x1.npy",
 "label": 0 | 1, "group": "optional"}``. Image paths are relative to the manifest. PNG images are read as
-uint8 and divided by 255; ``.npy`` images are float arrays in [0, 1] (loaded with ``allow_pickle=False``).
-A 2-d image is one channel. Every image must have the declared shape [C, H, W].
+uint8 and divided by 255; ``.npy`` images are real-number arrays in [0, 1] (nothing is unpickled).
+A 2-d image is one channel. Every image must have the declared shape [C, H, W]. Everything here is untrusted:
+an image's header is checked against the declared shape before its data is read (issue 10).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,32 +44,110 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+MAX_PNG_OVERHEAD = 16 << 20
+"""Bytes a PNG may hold beyond its raw pixels (chunk framing, zlib, ancillary chunks such as an ICC profile)."""
+
+
+def _expected_shapes(shape: tuple[int, int, int]) -> set[tuple[int, ...]]:
+    """[C, H, W], and [H, W] for one channel."""
+    shapes: set[tuple[int, ...]] = {tuple(shape)}
+    if shape[0] == 1:
+        shapes.add(tuple(shape[1:]))
+    return shapes
+
+
+def _load_npy(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
+    """A .npy array checked by its header before any data is read (issue 10): format version 1.0 or 2.0, a
+    real numeric dtype (never an object array: nothing is unpickled), the declared shape, and a file size equal
+    to header plus data (a sparse 12 GB file behind a small header is refused without being read)."""
+    from numpy.lib import format as npy
+
+    name = path.name
+    with path.open("rb") as fh:
+        try:
+            version = npy.read_magic(fh)
+            if version == (1, 0):
+                header = npy.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                header = npy.read_array_header_2_0(fh)
+            else:
+                raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+        except (ValueError, OSError, SyntaxError, TypeError) as exc:
+            raise ValueError(f"image {name} is not a plain .npy array: {str(exc).splitlines()[0]}") from None
+        array_shape, fortran_order, dtype = header
+        if dtype.hasobject:
+            raise ValueError(f"image {name} is not a plain .npy array: it holds Python objects (dtype {dtype}), "
+                             "which would need unpickling")
+        if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+            raise ValueError(f"image {name} has dtype {dtype}, expected real numbers")
+        if tuple(array_shape) not in _expected_shapes(shape):
+            raise ValueError(f"image {name} has shape {list(array_shape)}, expected {list(shape)} ([C, H, W])")
+        offset = fh.tell()
+        count = int(np.prod(array_shape, dtype=np.int64))
+        size = os.fstat(fh.fileno()).st_size
+        if size != offset + count * dtype.itemsize:
+            raise ValueError(f"image {name}: the file holds {size} bytes, its header promises "
+                             f"{offset + count * dtype.itemsize}")
+        data = fh.read(count * dtype.itemsize)
+    if len(data) != count * dtype.itemsize:
+        raise ValueError(f"image {name}: truncated data")
+    arr = np.frombuffer(data, dtype=dtype).reshape(array_shape, order="F" if fortran_order else "C")
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all() or arr.min(initial=0.0) < 0.0 or arr.max(initial=0.0) > 1.0:
+        raise ValueError(f"image {name} has values outside [0, 1]")
+    return arr
+
+
+def _load_png(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
+    """A PNG checked by its header before any pixel is decoded (issue 10): the format, the size against the
+    declared [C, H, W] (a decompression bomb claims a huge size and is refused before decoding), and the file
+    size against raw pixels plus ``MAX_PNG_OVERHEAD``."""
+    from PIL import Image, UnidentifiedImageError
+
+    name = path.name
+    c, h, w = shape
+    limit = c * h * w + MAX_PNG_OVERHEAD
+    if path.stat().st_size > limit:
+        raise ValueError(f"image {name} holds {path.stat().st_size} bytes, more than a [{c}, {h}, {w}] PNG needs")
+    with path.open("rb") as fh:
+        head = fh.read(24)  # signature, then the IHDR chunk's length, type, width and height
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        raise ValueError(f"image {name} is not a readable PNG: no PNG signature and IHDR header")
+    width, height = struct.unpack(">II", head[16:24])
+    if (width, height) != (w, h):
+        raise ValueError(f"image {name} has size {width}x{height} (W x H) in its header, expected {w}x{h} "
+                         f"(shape {list(shape)})")
+    try:
+        with Image.open(path, formats=["PNG"]) as opened:  # reads the header only
+            if opened.size != (w, h):
+                raise ValueError(f"image {name} has size {opened.size[0]}x{opened.size[1]}, expected {w}x{h}")
+            img = opened if opened.mode in ("L", "RGB") else opened.convert("RGB" if c == 3 else "L")
+            arr = np.asarray(img, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as exc:
+        raise ValueError(f"image {name} is not a readable PNG: {str(exc).splitlines()[0]}") from None
+    if arr.ndim == 3:
+        arr = np.transpose(arr, (2, 0, 1))
+    return arr
+
+
 def load_image(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
-    """Read one image as float32 [C, H, W] in [0, 1]; ValueError naming the problem."""
+    """Read one image as float32 [C, H, W] in [0, 1]; ValueError naming the problem. Images are untrusted: the
+    header is checked against ``shape`` before any data is read or decoded (``_load_npy``, ``_load_png``)."""
     if not path.is_file():
         raise ValueError(f"image file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise ValueError(f"image {path.name} is not a plain .npy array: {exc}") from None
-        if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-            raise ValueError(f"image {path.name} has dtype {arr.dtype}, expected real numbers")
-        arr = arr.astype(np.float32)
-        if not np.isfinite(arr).all() or arr.min(initial=0.0) < 0.0 or arr.max(initial=0.0) > 1.0:
-            raise ValueError(f"image {path.name} has values outside [0, 1]")
+        arr = _load_npy(path, shape)
     elif suffix == ".png":
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(path) as opened:
-                img = opened if opened.mode in ("L", "RGB") else opened.convert("RGB" if shape[0] == 3 else "L")
-                arr = np.asarray(img, dtype=np.float32) / 255.0
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ValueError(f"image {path.name} is not a readable PNG: {exc}") from None
-        if arr.ndim == 3:
-            arr = np.transpose(arr, (2, 0, 1))
+        arr = _load_png(path, shape)
     else:
         raise ValueError(f"image {path.name}: expected a .png or .npy file")
     if arr.ndim == 2:
@@ -104,7 +185,7 @@ def load_manifest(
         if item.id in seen:
             raise ValueError(f"{where}: field id: duplicate id {item.id!r} (first on line {seen[item.id]})")
         seen[item.id] = number
-        content.update(_sha256(image_file.read_bytes()).encode())
+        content.update(_sha256_file(image_file).encode())
         inputs.append(item)
     if not inputs:
         raise ValueError(f"{path}: the manifest holds no inputs")

@@ -209,3 +209,86 @@ def test_alphabet_exclude_removes_special_ids(make_spec: Callable[..., object]) 
     spec = make_spec(tokens={"alphabet_range": [0, 32], "alphabet_exclude": [0, 17]})
     ids = spec.tokens.alphabet_ids()  # type: ignore[attr-defined]
     assert len(ids) == 30 and 0 not in ids and 17 not in ids and ids == sorted(ids)
+
+
+# ------------------------------------------------------------------------------------------------------
+# untrusted images (issue 10): refused by their header, before any data is read or decoded
+# ------------------------------------------------------------------------------------------------------
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png_bomb(path: Path, width: int, height: int) -> None:
+    """A PNG whose header claims width x height 8-bit grey pixels, with a few rows of zeros (a real bomb's
+    IDAT would inflate to the full size; the header alone must be enough to refuse it)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows = zlib.compress(b"\x00" * (width + 1) * 4, 9)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", rows)
+                     + _png_chunk(b"IEND", b""))
+
+
+def npy_with_header(path: Path, shape: tuple[int, ...], dtype: str = "<f4", data: bytes = b"") -> None:
+    from numpy.lib import format as npy
+
+    with path.open("wb") as fh:
+        npy.write_array_header_1_0(fh, {"descr": dtype, "fortran_order": False, "shape": shape})
+        fh.write(data)
+
+
+def sparse_size(path: Path, size: int) -> None:
+    """Extend a file to ``size`` bytes without writing them (a sparse file: no disk used)."""
+    with path.open("r+b") as fh:
+        fh.truncate(size)
+
+
+@pytest.mark.parametrize(
+    ("name", "fragments"),
+    [
+        ("bomb.png", ["bomb.png has size 100000x100000 (W x H) in its header, expected 8x8"]),
+        ("medium.png", ["medium.png has size 9000x9000"]),
+        ("padded.png", ["padded.png holds 17000000 bytes, more than a [1, 8, 8] PNG needs"]),
+        ("peta.npy", ["peta.npy has shape [1, 100000000, 100000000], expected [1, 8, 8]"]),
+        ("sparse.npy", ["sparse.npy: the file holds 12000000000 bytes, its header promises 384"]),
+        ("short.npy", ["short.npy: the file holds 130 bytes, its header promises 384"]),
+    ],
+)
+def test_hostile_images_are_refused_by_their_header(write_config: ConfigWriter, tmp_path: Path, name: str,
+                                                    fragments: list[str]) -> None:
+    img = tmp_path / "img"
+    img.mkdir()
+    png_bomb(img / "bomb.png", 100_000, 100_000)
+    png_bomb(img / "medium.png", 9000, 9000)  # 81 Mpx: under Pillow's own bomb limit, still not 8x8
+    Image.fromarray(np.zeros((8, 8), np.uint8), mode="L").save(img / "padded.png")
+    sparse_size(img / "padded.png", 17_000_000)
+    npy_with_header(img / "peta.npy", (1, 10**8, 10**8))
+    npy_with_header(img / "sparse.npy", (1, 8, 8), data=np.zeros(64, np.float32).tobytes())
+    sparse_size(img / "sparse.npy", 12_000_000_000)  # 12 GB on paper; reading it whole would exhaust memory
+    npy_with_header(img / "short.npy", (1, 8, 8), data=b"\0\0")
+    path = tmp_path / "manifest.jsonl"
+    path.write_text(json.dumps({**GOOD, "image": f"img/{name}"}) + "\n", encoding="utf-8")
+    expect_error(write_config, tmp_path, [f"{path}:1: field image:", *fragments], dataset={"manifest": str(path)})
+
+
+def test_npy_versions_dtypes_and_fortran_order(tmp_path: Path) -> None:
+    from numpy.lib import format as npy
+
+    arr = np.linspace(0, 1, 64, dtype=np.float64).reshape(1, 8, 8)
+    with (tmp_path / "v2.npy").open("wb") as fh:
+        npy.write_array(fh, np.asfortranarray(arr), version=(2, 0))
+    assert np.array_equal(load_image(tmp_path / "v2.npy", (1, 8, 8)), arr.astype(np.float32))
+    np.save(tmp_path / "u8.npy", np.ones((8, 8), np.uint8))
+    assert load_image(tmp_path / "u8.npy", (1, 8, 8)).shape == (1, 8, 8)
+    np.save(tmp_path / "c.npy", np.zeros((1, 8, 8), np.complex64))
+    with pytest.raises(ValueError, match="dtype complex64, expected real numbers"):
+        load_image(tmp_path / "c.npy", (1, 8, 8))
+    (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY\x09\x00" + b"\0" * 100)
+    with pytest.raises(ValueError, match="not a plain .npy array"):
+        load_image(tmp_path / "bad.npy", (1, 8, 8))
