@@ -87,3 +87,16 @@ def test_the_wheel_carries_the_cited_documents(tmp_path: Path) -> None:
         assert zf.read("hybridcert/docs/theory.md") == THEORY.read_bytes()
         assert zf.read("hybridcert/docs/report.md") == REPORT.read_bytes()
     assert "hybridcert/templates/report.html.j2" in names
+
+
+def test_readme_is_short_and_keeps_the_commands_ci_and_users_run() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 220
+    lines = text.splitlines()
+    assert ".venv/bin/python -m pytest -q" in lines  # .ci/run runs exactly this
+    (install,) = [line for line in lines if line.startswith("python3 -m venv .venv")]
+    assert "hybridcert demo --out demo-out" in install
+    for constraints in re.findall(r"-c (\S+)", install):
+        assert (ROOT / constraints).is_file(), f"the README installs with {constraints}, which is not in the repo"
+    for link in re.findall(r"\]\(([^)#]+)\)", text):
+        assert (ROOT / link).exists(), f"README links to {link}, which does not exist"
