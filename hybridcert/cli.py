@@ -526,6 +526,71 @@ def attack(
 
 
 # ------------------------------------------------------------------------------------------------------
+# dataset import / curate (audits.importers)
+# ------------------------------------------------------------------------------------------------------
+
+dataset_app = typer.Typer(help="Import public datasets into an audit manifest; curate the interaction-only subset.",
+                          no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
+
+
+def _tokenizer_for(spec: Any) -> Any:
+    from hybridcert.audits.importers import make_tokenizer
+
+    if spec.tokens.vocabulary:
+        return make_tokenizer(spec)
+    from hybridcert.audits.runner import build_filter, resolve_device
+
+    filt, _ = build_filter(spec.filter, spec, resolve_device("cpu"), False)
+    return make_tokenizer(spec, filt)
+
+
+@dataset_app.command("import")
+def dataset_import(
+    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="hateful-memes | mm-safetybench | unsafebench")],
+    src: Annotated[Path, typer.Argument(help="The dataset as published (a split .jsonl, or MM-SafetyBench's data "
+                                        "folder).")],
+    out_manifest: Annotated[Path, typer.Option("--out", help="The manifest to write (images/ goes next to it).")],
+    config: Annotated[Path, typer.Option("--config", help="The audit.toml: image shape and tokenizer.")],
+) -> None:
+    """Convert a published dataset into a manifest: images to the audit's shape, text to the audit's tokens."""
+    from hybridcert.audits.config import load_spec
+    from hybridcert.audits.importers import import_dataset
+
+    with user_errors():
+        spec = load_spec(config)
+        count = import_dataset(fmt, src, out_manifest, spec, _tokenizer_for(spec))
+    out.print(f"wrote {out_manifest} ({count} items)", markup=False)
+
+
+@dataset_app.command("curate")
+def dataset_curate(
+    config: Annotated[Path, typer.Option("--config", help="The audit.toml (its filter and its dataset).")],
+    out_manifest: Annotated[Path, typer.Option("--out", help="The curated manifest to write.")],
+    interaction_only: Annotated[bool, typer.Option("--interaction-only", help="Keep the items unsafe together "
+                                                   "but safe with the text alone and with the image alone.")] = False,
+    neutral_text: Annotated[str, typer.Option(help="The prompt that replaces the text for 'image alone'.")] = (
+        "this image"),
+    device: Annotated[str | None, typer.Option(help="Override run.device.")] = None,
+) -> None:
+    """Curate the interaction-only subset (image alone: text replaced by --neutral-text; text alone: image
+    replaced by a constant mid-grey image; decisions of the base filter on clean inputs)."""
+    from hybridcert.audits.config import load_spec
+    from hybridcert.audits.importers import curate_interaction_only, make_tokenizer
+    from hybridcert.audits.runner import prepare
+
+    with user_errors():
+        if not interaction_only:
+            fail("give --interaction-only (the one curation implemented)")
+        audit = prepare(load_spec(config), device=device)
+        neutral = make_tokenizer(audit.spec, audit.filter)(neutral_text)
+        if not neutral:
+            fail("--neutral-text tokenises to no tokens")
+        kept, total = curate_interaction_only(audit, out_manifest, neutral)
+    out.print(f"wrote {out_manifest}: {kept} of {total} items are unsafe together and safe alone", markup=False)
+
+
+# ------------------------------------------------------------------------------------------------------
 # keys, report, verify-report (reports)
 # ------------------------------------------------------------------------------------------------------
 
