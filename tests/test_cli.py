@@ -102,6 +102,7 @@ def test_demo_ends_with_the_next_commands(small_demo: Path) -> None:
     code, text = _run("demo", "--out", str(small_demo.parent / "again"), *SMALL)
     assert code == 0, text
     assert "next:" in text and f"hybridcert verify --results {small_demo.parent / 'again'}" in text
+    assert "writing the demo data" not in text and "certifying" not in text  # no progress off a terminal
 
 
 def test_demo_refuses_a_non_empty_folder_naming_resume_and_force(small_demo: Path) -> None:
