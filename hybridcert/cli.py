@@ -30,7 +30,9 @@ class _Group(TyperGroup):
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         cmd = super().get_command(ctx, cmd_name)
-        if cmd is not None and not isinstance(cmd, _Group):
+        if isinstance(cmd, TyperGroup) and not isinstance(cmd, _Group):
+            cmd.__class__ = _Group  # a sub-app declared without cls=_Group (same state, only these overrides)
+        elif cmd is not None and not isinstance(cmd, _Group):
             _plain_flags(cmd.get_params(ctx))
         return cmd
 

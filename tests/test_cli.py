@@ -150,7 +150,7 @@ def test_verify_results_accepts_an_audit_folder(small_demo: Path) -> None:
 
 
 @pytest.mark.parametrize("command", [[], ["certify"], ["verify"], ["audit"], ["demo"], ["report"], ["compare"],
-                                     ["verify-report"], ["keys", "init"]])
+                                     ["verify-report"], ["keys", "init"], ["attack"], ["dataset", "curate"]])
 def test_help_has_no_bool_type_and_keeps_brackets(command: list[str]) -> None:
     code, text = _run(*command, "--help")
     assert code == 0, text
