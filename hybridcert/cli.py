@@ -430,7 +430,7 @@ def demo(
     if as_json:
         print_json({**results.aggregates.model_dump(mode="json"),
                     "report": {"signed": report, "verified": verified if report else None,
-                               "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]}})
+                               "checks": [c.as_json() for c in checks]}})
     else:
         _print_audit_summary(results, time.perf_counter() - start, out_dir)
         if report:
@@ -675,16 +675,16 @@ def report(
             err.print("warning: signing with a DEMO identity (not for compliance use)", markup=False)
         if sign_html is not None:
             extra = list(attach or [])
-            for name in [sign_html, *extra]:
-                if Path(name).name != name or not (audit_dir / name).is_file():
-                    raise ValueError(f"{name!r} is not a file name inside {audit_dir}")
+            if Path(sign_html).name != sign_html or not (audit_dir / sign_html).is_file():
+                raise ValueError(f"{sign_html!r} is not a file name inside {audit_dir}")
             with _step(f"rendering and signing {sign_html}"):
                 env_path = sign_html_report(audit_dir, sign_html, ident, tsa_url=tsa_url, extra_subjects=extra,
                                             attach=extra[0] if extra else None)
             if as_json:
                 print_json({"envelope": str(env_path), "pdf": str(audit_dir / Path(sign_html).with_suffix(".pdf"))})
             else:
-                out.print(f"signed {sign_html}: {env_path}", markup=False)
+                out.print(f"signed {sign_html}: {env_path}; check it with `hybridcert verify-report {audit_dir} "
+                          f"--trust TRUST_ANCHOR --expect verification-report --html {sign_html}`", markup=False)
             return
         with _step(f"rendering and signing {audit_dir}"):
             signed = render_and_sign(audit_dir, ident, criteria=criteria, tsa_url=tsa_url)
@@ -704,26 +704,33 @@ def report(
 def verify_report_cmd(
     audit_dir: Annotated[Path, typer.Argument(help="Signed audit folder.")],
     trust: Annotated[Path, typer.Option("--trust", help="Trust anchor: the signer's self-signed or CA certificate.")],
+    expect: Annotated[
+        str, typer.Option("--expect", help="Report type to verify: 'report' (the compliance report, default) or "
+                                           "'verification-report' (an HTML report signed with --sign-html).")
+    ] = "report",
+    html_name: Annotated[
+        str, typer.Option("--html", help="With --expect verification-report: the signed HTML report's name.")
+    ] = "verification.html",
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Check every hash, the DSSE and PAdES signatures and the embedded results; exit 0 only when all hold."""
-    from hybridcert.reports.publish import verify_report
+    """Check a signed folder as the expected report type: the DSSE and PAdES signatures, exactly the files that
+    type signs, every hash and the embedded results. Exit 0 only when every check holds; 1 when a check fails
+    or the folder is not signed; 2 when the folder or the trust anchor cannot be read (docs/report.md)."""
+    from hybridcert.reports.verify import report_type, verify_folder
 
     with user_errors():
-        if not audit_dir.is_dir():
-            raise FileNotFoundError(f"no audit folder at {audit_dir}")
         with _step(f"verifying {audit_dir}"):
-            checks = verify_report(audit_dir, trust)
-    ok = bool(checks) and all(c.ok for c in checks)
+            result = verify_folder(audit_dir, trust, report_type(expect, html_name))
     if as_json:
-        print_json({"ok": ok, "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]})
+        print_json({"ok": result.ok, "report_type": result.report_type.key, "not_signed": result.not_signed,
+                    "checks": [c.as_json() for c in result.checks]})
+    elif result.not_signed is not None:
+        out.print(f"NOT SIGNED: {result.not_signed}", markup=False)
     else:
-        for c in checks:
+        for c in result.checks:
             out.print(c.line(), markup=False)
-        failed = [c.name for c in checks if not c.ok]
-        out.print("all checks passed" if ok else f"FAILED: {', '.join(failed)}", markup=False)
-    raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)
-
+        out.print("all checks passed" if result.ok else f"FAILED: {', '.join(result.failed)}", markup=False)
+    raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
 
 
 # ------------------------------------------------------------------------------------------------------

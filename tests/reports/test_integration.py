@@ -64,9 +64,10 @@ def test_verifier_html_report_is_signed_the_same_way(tmp_path: Path, identity: I
                                    "--sign-html", "verification.html", "--attach", "verification.json",
                                    "--attach", "results.json"])
     assert run.exit_code == 0, run.stdout + run.stderr
-    run = CliRunner().invoke(app, ["verify-report", str(folder), "--trust", str(identity.pades_cert)])
+    expect = ["--expect", "verification-report"]
+    run = CliRunner().invoke(app, ["verify-report", str(folder), "--trust", str(identity.pades_cert), *expect])
     assert run.exit_code == 0, run.stdout
     assert "PASS  PAdES verification.pdf" in run.stdout and "PASS  sha256 results.json" in run.stdout
     (folder / "verification.html").write_text((folder / "verification.html").read_text().replace("PASS", "FAIL"))
-    run = CliRunner().invoke(app, ["verify-report", str(folder), "--trust", str(identity.pades_cert)])
+    run = CliRunner().invoke(app, ["verify-report", str(folder), "--trust", str(identity.pades_cert), *expect])
     assert run.exit_code == 1 and "FAIL  sha256 verification.html" in run.stdout

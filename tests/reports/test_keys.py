@@ -10,7 +10,7 @@ import pytest
 from cryptography.x509.oid import NameOID
 
 from hybridcert.reports import keys
-from hybridcert.reports.publish import _chain_ok
+from hybridcert.reports.verify import chain_problem as _chain_ok
 from tests.reports.synthetic import make_ca
 
 

@@ -20,11 +20,11 @@ from hybridcert.reports.publish import (
     ENVELOPE,
     SIGNER_CERTS,
     SignedReport,
-    _asn1,
     demo_report,
     render_and_sign,
     verify_report,
 )
+from hybridcert.reports.verify import _asn1
 from tests.reports.synthetic import make_results, write_results
 
 
@@ -203,9 +203,11 @@ def test_sign_html_cli(tmp_path: Path, identity: Identity) -> None:
                "verification.html", "--attach", "verification.json")
     assert proc.returncode == 0, proc.stderr
     assert embedded_file((tmp_path / "verification.pdf").read_bytes(), "verification.json") == b'{"ok": true}'
-    proc = cli("verify-report", str(tmp_path), "--trust", str(identity.pades_cert))
+    proc = cli("verify-report", str(tmp_path), "--trust", str(identity.pades_cert), "--expect",
+               "verification-report")
     assert proc.returncode == 0, proc.stdout
     assert "PASS  sha256 verification.json" in proc.stdout
+    assert "PASS  embedded verification.json" in proc.stdout
     proc = cli("report", str(tmp_path), "--identity", str(identity.dsse_key.parent), "--sign-html", "../x.html")
     assert proc.returncode == 2
 

@@ -23,6 +23,7 @@ from hybridcert.reports.keys import init_identity
 from hybridcert.reports.pdf import render_pdf
 from hybridcert.reports.publish import SignedReport, sign_html_report, verify_report
 from hybridcert.reports.summary import acceptance
+from hybridcert.reports.verify import verification_report
 from tests.conftest import CI_PROFILE
 from tests.reports.synthetic import make_ca, make_results
 
@@ -241,13 +242,14 @@ def test_other_reports_extend_the_base_and_sign_the_same_way(tmp_path: Path) -> 
     (out / "verification.json").write_text('{"ok": true}')
     sign_html_report(out, "verification.html", identity, extra_subjects=["verification.json"],
                      attach="verification.json")
-    checks = verify_report(out, ca_cert)
+    checks = verify_report(out, ca_cert, verification_report())
     assert all(c.ok for c in checks), [c.line() for c in checks if not c.ok]
     stranger = init_identity(tmp_path / "stranger", "Vera Verifier", "Verifier", "Org")
-    assert not any(c.ok for c in verify_report(out, stranger.pades_cert) if c.name.startswith(("DSSE", "PAdES")))
+    strange = verify_report(out, stranger.pades_cert, verification_report())
+    assert not any(c.ok for c in strange if c.name.startswith(("DSSE", "PAdES")))
     assert {"sha256 verification.html", "sha256 verification.pdf", "PAdES verification.pdf"} <= {c.name for c in checks}
     (out / "verification.json").write_text('{"ok": false}')
-    assert not all(c.ok for c in verify_report(out, ca_cert))
+    assert not all(c.ok for c in verify_report(out, ca_cert, verification_report()))
     assert render("report-base.html.j2", {"title": "t", "generator": "g", "demo": True}).count("DEMO IDENTITY") == 1
 
 
