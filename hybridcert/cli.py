@@ -391,8 +391,9 @@ def demo(
     signed with a clearly labelled demo identity, then verified. A non-empty --out needs --resume or --force."""
     import time
 
+    from hybridcert.audits.checkpoint import LOG_NAME
     from hybridcert.audits.demo.run import write_demo
-    from hybridcert.audits.runner import LOG_NAME, audit_from_file
+    from hybridcert.audits.runner import audit_from_file
 
     force = force or overwrite
     with user_errors():

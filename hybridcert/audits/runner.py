@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import subprocess
 import time
@@ -36,6 +35,14 @@ import numpy as np
 import torch
 
 from hybridcert import __version__
+from hybridcert.audits.checkpoint import (
+    LOG_NAME,
+    RESULTS_NAME,
+    LogWriter,
+    OutputLock,
+    check_out_dir,
+    read_log,
+)
 from hybridcert.audits.config import AuditSpec, FilterSpec, load_vocabulary
 from hybridcert.audits.dataset import AuditInput, Dataset, load_manifest
 from hybridcert.audits.executors import Executor, WorkItem, make_executor
@@ -57,13 +64,9 @@ from hybridcert.audits.results import (
     write_json_atomic,
 )
 from hybridcert.audits.samplers import ESTIMATE, SELECT, HybridSampler, ImageNoise, TokenNoise, chunks
-from hybridcert.results.atomic import open_append_nofollow, open_rw_nofollow
 from hybridcert.theory import HybridNoise, ThreatModel, clopper_pearson_lower
 from hybridcert.theory.sequential import METHOD as SEQUENTIAL_METHOD
 from hybridcert.theory.sequential import SequentialRule, decide
-
-LOG_NAME = "results.log.jsonl"
-RESULTS_NAME = "results.json"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -473,58 +476,6 @@ def _certify_counted(audit: Audit, counted: list[_Counted]) -> list[InputResult]
 # ------------------------------------------------------------------------------------------------------
 
 
-def _append_line(fh: Any, obj: Any) -> None:
-    fh.write(canonical_dumps(obj) + "\n")
-    fh.flush()
-    os.fsync(fh.fileno())
-
-
-def read_log(path: Path, config_hash: str, known_ids: set[str]) -> dict[str, InputResult]:
-    """The inputs already finished in a log; drops a torn last line; refuses another audit's log."""
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    complete = lines[:-1]  # after the last newline: empty, or a torn write
-    if lines[-1]:
-        # a torn last line (the process died mid-write): cut it so the log stays line-aligned
-        with open_rw_nofollow(path) as fh:
-            fh.truncate(len(data) - len(lines[-1]))
-            fh.flush()
-            os.fsync(fh.fileno())
-    if not complete:
-        return {}
-    try:
-        header = json.loads(complete[0])
-    except json.JSONDecodeError:
-        raise ValueError(f"{path}: the first line is not an audit log header") from None
-    if not isinstance(header, dict) or header.get("type") != "header":
-        raise ValueError(f"{path}: the first line is not an audit log header")
-    if header.get("config_hash") != config_hash:
-        raise ValueError(f"{path} was written by a different audit (config, filter or dataset changed): "
-                         "cannot resume it; use a new --out")
-    done: dict[str, InputResult] = {}
-    for number, raw in enumerate(complete[1:], start=2):
-        try:
-            obj = json.loads(raw)
-            result = InputResult.model_validate(obj["result"])
-        except Exception:
-            raise ValueError(f"{path}:{number}: corrupt log line") from None
-        if result.id not in known_ids:
-            raise ValueError(f"{path}:{number}: input {result.id!r} is not in the dataset")
-        if result.id in done:
-            raise ValueError(f"{path}:{number}: input {result.id!r} logged twice")
-        done[result.id] = result
-    return done
-
-
-def _log_results(fh: Any, results: list[InputResult], done: dict[str, InputResult], total: int,
-                 progress: Callable[[int, int], None] | None) -> None:
-    for result in results:
-        _append_line(fh, {"type": "input", "result": result.model_dump(mode="json")})
-        done[result.id] = result
-        if progress:
-            progress(len(done), total)
-
-
 def _revision() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
@@ -540,20 +491,6 @@ def _environment(audit: Audit) -> dict[str, Any]:
             "packages": {"torch": torch.__version__, "numpy": np.__version__},
             "device": str(audit.device), "batch_size": audit.batch_size, "amp": audit.spec.run.amp,
             "torch_threads": torch.get_num_threads()}
-
-
-def check_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to mix audits: an existing log needs --resume (continue) or --overwrite (start again)."""
-    log_path, results_path = out_dir / LOG_NAME, out_dir / RESULTS_NAME
-    if resume and overwrite:
-        raise ValueError("give --resume or --overwrite, not both")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out {out_dir} exists and is not a folder")
-    if resume and not log_path.is_file():
-        raise ValueError(f"--resume: no audit log {log_path} to continue")
-    if not resume and not overwrite and (log_path.exists() or results_path.exists()):
-        raise ValueError(f"{out_dir} already holds an audit; pass --resume to continue it, --overwrite to "
-                         "start again, or choose another --out")
 
 
 def audit_from_file(config: Path, out_dir: Path, resume: bool = False, overwrite: bool = False,
@@ -620,26 +557,30 @@ def _run_audit(
     audit: Audit, out_dir: Path, resume: bool, overwrite: bool, progress: Callable[[int, int], None] | None,
     executor: Executor,
 ) -> AuditResults:
+    config_hash = audit.config_hash  # before anything is written: a config that cannot be hashed fails here
+    with OutputLock(out_dir):  # one audit per folder, held until results.json is written (checkpoint.py)
+        return _run_locked(audit, out_dir, resume, overwrite, progress, executor, config_hash)
+
+
+def _run_locked(
+    audit: Audit, out_dir: Path, resume: bool, overwrite: bool, progress: Callable[[int, int], None] | None,
+    executor: Executor, config_hash: str,
+) -> AuditResults:
     log_path, results_path = out_dir / LOG_NAME, out_dir / RESULTS_NAME
-    check_out_dir(out_dir, resume, overwrite)
+    check_out_dir(out_dir, resume, overwrite)  # again, under the lock
     ids = [item.id for item in audit.dataset.inputs]
     done: dict[str, InputResult] = {}
     if resume:
-        done = read_log(log_path, audit.config_hash, set(ids))
+        done = read_log(log_path, config_hash, set(ids))
     else:
         results_path.unlink(missing_ok=True)
         log_path.unlink(missing_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    header_needed = not log_path.is_file() or log_path.stat().st_size == 0
     todo = [item for item in audit.dataset.inputs if item.id not in done]
     index_of = {item.id: i for i, item in enumerate(audit.dataset.inputs)}
     total = len(ids)
     if progress:
         progress(len(done), total)
-    with open_append_nofollow(log_path) as fh:
-        if header_needed:
-            _append_line(fh, {"type": "header", "schema": "hybridcert/audit-log/v1", "config_hash": audit.config_hash,
-                              "config": audit.config.model_dump(mode="json")})
+    with LogWriter(log_path, config_hash, audit.config.model_dump(mode="json")) as log:
         # Pipeline: the certificates of one wave are computed in a worker thread while the next wave is
         # sampled (the theory engine and the filter then use different cores); lines are logged in order.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="certify") as pool:
@@ -648,10 +589,10 @@ def _run_audit(
                 counted = _count_wave(audit, executor, [(index_of[item.id], item)
                                                         for item in todo[start:start + audit.wave]])
                 if pending is not None:
-                    _log_results(fh, pending.result(), done, total, progress)
+                    log.write(pending.result(), done, total, progress)
                 pending = pool.submit(_certify_counted, audit, counted)
             if pending is not None:
-                _log_results(fh, pending.result(), done, total, progress)
+                log.write(pending.result(), done, total, progress)
     inputs = [done[i] for i in ids]
     results = AuditResults(
         tool=ToolInfo(version=__version__, revision=_revision()),

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from hybridcert.audits.checkpoint import LOG_NAME, RESULTS_NAME
 from hybridcert.audits.config import load_spec
 from hybridcert.audits.demo.run import write_demo
 from hybridcert.audits.results import AuditResults, canonical_dumps, deterministic_view
-from hybridcert.audits.runner import LOG_NAME, RESULTS_NAME, prepare, run_audit
+from hybridcert.audits.runner import prepare, run_audit
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from hybridcert.audits.checkpoint import RESULTS_NAME
 from hybridcert.audits.config import AuditSpec
 from hybridcert.audits.results import canonical_dumps, deterministic_view
-from hybridcert.audits.runner import RESULTS_NAME, prepare, run_audit
+from hybridcert.audits.runner import prepare, run_audit
 
 SpecMaker = Callable[..., AuditSpec]
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hybridcert.audits.checkpoint import LOG_NAME, RESULTS_NAME
 from hybridcert.audits.config import AuditSpec
 from hybridcert.audits.results import AuditResults, canonical_dumps, deterministic_view, load_results
-from hybridcert.audits.runner import LOG_NAME, RESULTS_NAME, count_class_one, prepare, run_audit, side_threshold
+from hybridcert.audits.runner import count_class_one, prepare, run_audit, side_threshold
 from hybridcert.audits.samplers import ESTIMATE
 from hybridcert.theory import HybridNoise, clopper_pearson_lower
 

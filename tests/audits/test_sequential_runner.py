@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from hybridcert.audits.checkpoint import LOG_NAME, RESULTS_NAME
 from hybridcert.audits.config import AuditSpec
 from hybridcert.audits.executors import InProcessExecutor, WorkItem, split_chunks
 from hybridcert.audits.results import canonical_dumps, deterministic_view
-from hybridcert.audits.runner import LOG_NAME, RESULTS_NAME, count_class_one, prepare, run_audit, sequential_rule
+from hybridcert.audits.runner import count_class_one, prepare, run_audit, sequential_rule
 from hybridcert.audits.samplers import ESTIMATE
 from hybridcert.theory import HybridNoise, cs_lower
 from hybridcert.theory.sequential import decide
