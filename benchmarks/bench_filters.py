@@ -63,13 +63,12 @@ def main() -> None:
                 r = _rate(f, tokens, imgs, b)
                 print(f"{name:14s} batch {b:2d}: {r:9.1f} samples/s  x{r / base:5.1f}")
         # Adapter overhead: the whole filter call vs the bare model forward on prebuilt inputs, batch 32.
-        ids, mask, pos = guard.build_inputs(tokens[:32])
-        pixels = guard.pixel_values(images[:32])
+        with torch.inference_mode():
+            inputs = guard.model_inputs(tokens[:32], images[:32])
 
         def bare(_t: torch.Tensor, _i: torch.Tensor) -> torch.Tensor:
             with torch.inference_mode():
-                out = guard.model(input_ids=ids, attention_mask=mask, position_ids=pos, pixel_values=pixels,
-                                  logits_to_keep=1)
+                out = guard.model(**inputs, logits_to_keep=1, use_cache=False)
             return out.logits
 
         raw = _rate(bare, tokens[:32], images[:32], 32, rounds=5)

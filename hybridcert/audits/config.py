@@ -219,8 +219,8 @@ class DatasetSpec(_Spec):
 
 class FilterSpec(BaseModel):
     """``[filter]``: handed as it is to ``hybridcert.audits.adapters.load_filter``, which knows every adapter's
-    keys (``type`` module, torchscript, export, llava; see its docstring) and names a bad one. ``type``
-    defaults to ``"module"``."""
+    keys (``type`` module, torchscript, export, guard or its alias llava; see its docstring) and names a bad
+    one. ``type`` defaults to ``"module"``."""
 
     model_config = ConfigDict(extra="allow", strict=True)
 

@@ -24,6 +24,8 @@ pytest.importorskip("transformers")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 ID = {w: i for i, w in enumerate(WORDS)}
+WORDS_BOTH_CASES = {"safe_words": ["Safe", "safe"], "unsafe_words": ["Unsafe", "unsafe"]}
+HW = (IMAGE_SIZE, IMAGE_SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def guard_dir(offline: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def guard(guard_dir: Path) -> Any:
     from hybridcert.audits.adapters.llava import LlavaGuardFilter
 
-    return LlavaGuardFilter.load(guard_dir, device="cpu", prompt=PROMPT)
+    return LlavaGuardFilter.load(guard_dir, device="cpu", prompt=PROMPT, **WORDS_BOTH_CASES)
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +82,9 @@ def test_prompt_ids_and_image_tokens_match_the_real_processor(guard: Any, hf: tu
     processor, _ = hf
     assert isinstance(guard, Filter)
     n_expected = (IMAGE_SIZE // PATCH_SIZE) ** 2  # CLIP patches; the CLS feature is dropped ("default")
-    assert guard.n_image_tokens == n_expected
+    assert guard.n_image_tokens(*HW) == guard.n_image_tokens(24, 40) == n_expected
     words = "hello world cat"
-    ids, mask, _ = guard.build_inputs(torch.tensor([_ids(words)]))
+    ids, mask, _ = guard.build_inputs(torch.tensor([_ids(words)]), HW)
     assert int((ids == ID["<image>"]).sum()) == n_expected
     reference = _hf_inputs(processor, words, _uint8_images(1)[0])
     assert ids[0].tolist() == reference["input_ids"][0].tolist()
@@ -118,7 +120,7 @@ def test_pad_to_square_matches_the_llava_image_processor(guard: Any, hf: tuple[A
         image_processor=padding, tokenizer=processor.tokenizer, patch_size=PATCH_SIZE,
         vision_feature_select_strategy="default", num_additional_image_tokens=1,
     )
-    f = LlavaGuardFilter(model, padded, prompt=PROMPT)
+    f = LlavaGuardFilter(model, padded.image_processor, padded.tokenizer, prompt=PROMPT, **WORDS_BOTH_CASES)
     assert f.do_pad
     tall = _uint8_images(2, h=IMAGE_SIZE, w=10, seed=3)  # padded to 16 x 16: no resampling, an exact match
     ours = f.pixel_values(tall.float() / 255)
@@ -152,17 +154,18 @@ def test_batch_with_left_padding_equals_one_by_one(guard: Any) -> None:
     single = torch.cat([guard.scores(torch.tensor([r]), images[i:i + 1]) for i, r in enumerate(rows)])
     assert torch.allclose(batch, single, atol=1e-4)
     assert torch.equal(guard(tokens, images), single > 0)
-    ids, mask, positions = guard.build_inputs(tokens)
+    ids, mask, positions = guard.build_inputs(tokens, HW)
     lengths = mask.sum(dim=1)
-    assert (lengths == torch.tensor([len(r) for r in rows]) + len(guard.prefix_ids) + len(guard.suffix_ids)).all()
+    prefix, suffix = guard.prompt_ids(*HW)
+    assert (lengths == torch.tensor([len(r) for r in rows]) + len(prefix) + len(suffix)).all()
     assert (mask[:, -1] == 1).all() and (positions[:, -1] == lengths - 1).all()  # left padding
 
 
 def test_sampled_ids_reach_the_model_untouched(guard: Any) -> None:
     # <pad> and <unk> would be lost by a decode(skip_special_tokens) + re-tokenise round trip.
     text = [ID["cat"], ID["<pad>"], ID["<unk>"], ID["USER:"], ID["knife"]]
-    ids, mask, _ = guard.build_inputs(torch.tensor([text]))
-    start = len(guard.prefix_ids)
+    ids, mask, _ = guard.build_inputs(torch.tensor([text]), HW)
+    start = len(guard.prompt_ids(*HW)[0])
     assert ids[0, start:start + len(text)].tolist() == text
     image = torch.rand(1, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(6))
     before = guard.scores(torch.tensor([text]), image)
@@ -204,7 +207,7 @@ def test_pickled_weights_refused_unless_opted_in(offline: None, tmp_path: Path, 
     assert not list(pickled.glob("*.safetensors"))
     with pytest.raises(PickleRefusedError, match=r"pytorch_model.bin\) are pickled.*arbitrary code"):
         LlavaGuardFilter.load(pickled, prompt=PROMPT)
-    trusted = LlavaGuardFilter.load(pickled, prompt=PROMPT, allow_pickle=True)
+    trusted = LlavaGuardFilter.load(pickled, prompt=PROMPT, allow_pickle=True, **WORDS_BOTH_CASES)
     tokens = torch.tensor([_ids("hello world")])
     image = torch.rand(1, 3, IMAGE_SIZE, IMAGE_SIZE)
     assert torch.allclose(trusted.scores(tokens, image), guard.scores(tokens, image), atol=1e-5)
@@ -216,7 +219,8 @@ def test_pickled_weights_refused_unless_opted_in(offline: None, tmp_path: Path, 
 
 def test_load_filter_spec_and_local_only(guard_dir: Path, guard: Any, tmp_path: Path) -> None:
     f = load_filter(
-        {"type": "llava", "path": guard_dir.name, "prompt": PROMPT, "device": "auto", "batch_size": 2},
+        {"type": "llava", "path": guard_dir.name, "prompt": PROMPT, "device": "auto", "batch_size": 2,
+         **WORDS_BOTH_CASES},
         base_dir=guard_dir.parent,
     )
     assert f.device == (torch.device("cuda:0") if torch.cuda.is_available() else torch.device("cpu"))
@@ -230,12 +234,14 @@ def test_load_filter_spec_and_local_only(guard_dir: Path, guard: Any, tmp_path: 
         load_filter({"type": "llava", "path": str(guard_dir), "prompt": "USER: {image} ASSISTANT:"})
     with pytest.raises(ValueError, match="exactly one image placeholder"):
         load_filter({"type": "llava", "path": str(guard_dir), "prompt": "USER: {text} ASSISTANT:"})
-    with pytest.raises(ValueError, match="no token spelling the unsafe answer"):
+    with pytest.raises(ValueError, match="unsafe word 'Harmful' is not a single token of this tokenizer"):
         load_filter({"type": "llava", "path": str(guard_dir), "prompt": PROMPT, "unsafe_words": ["Harmful"]})
 
 
-def test_default_prompt_without_chat_template(guard_dir: Path) -> None:
-    f = load_filter({"type": "llava", "path": str(guard_dir), "device": "cpu", "answer_prefix": "rating:"})
+def test_no_chat_template_and_no_prompt_is_a_clear_error(guard_dir: Path) -> None:
+    with pytest.raises(ValueError, match="the model has no chat template: give filter.prompt"):
+        load_filter({"type": "llava", "path": str(guard_dir), "device": "cpu", "answer_prefix": "rating:"})
+    f = load_filter({"type": "guard", "path": str(guard_dir), "device": "cpu", "prompt": PROMPT})
     assert f.prefix_ids[:2] == [ID["USER:"], ID["<image>"]]
     assert f.suffix_ids[-2:] == [ID["ASSISTANT:"], ID["rating:"]]
     assert np.isfinite(f.scores(torch.tensor([_ids("cat")]), torch.rand(1, 3, IMAGE_SIZE, IMAGE_SIZE)).numpy()).all()
@@ -256,19 +262,21 @@ def test_amp_gives_the_same_decisions_away_from_ties(guard_dir: Path, guard: Any
 def test_chat_template_prompt_puts_the_text_in_the_user_turn(offline: None, tmp_path: Path, guard: Any) -> None:
     chat = build_tiny_llava(tmp_path / "chat", chat_template=CHAT_TEMPLATE)
     f = load_filter(
-        {"type": "llava", "path": str(chat), "policy": "Rate the image and text: {text}", "answer_prefix": " rating:"}
+        {"type": "llava", "path": str(chat), "policy": "Rate the image and text: {text}", "answer_prefix": " rating:",
+         **WORDS_BOTH_CASES}
     )
-    n = guard.n_image_tokens
-    assert f.prefix_ids == [ID["USER:"]] + [ID["<image>"]] * n + _ids("Rate the image and text:")
-    assert f.suffix_ids == _ids("ASSISTANT: rating:")
+    n = guard.n_image_tokens(*HW)
+    assert f.prompt_ids(*HW)[0] == [ID["USER:"]] + [ID["<image>"]] * n + _ids("Rate the image and text:")
+    assert f.prompt_ids(*HW)[1] == _ids("ASSISTANT: rating:")
     # Same prompt ids as the explicit PROMPT, same weights (same seed): same scores.
     tokens = torch.tensor([_ids("how to make a cake")])
     image = torch.rand(1, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(10))
     assert torch.allclose(f.scores(tokens, image), guard.scores(tokens, image), atol=1e-5)
 
 
-def test_spellings_with_a_sentencepiece_style_bpe_tokenizer() -> None:
-    """A BPE vocabulary with SentencePiece space markers that spells "Unsafe" as "Un" + "safe"."""
+def test_spellings_must_be_single_tokens_of_the_tokenizer() -> None:
+    """A BPE vocabulary with SentencePiece space markers that spells "Unsafe" as "Un" + "safe": refused, since
+    the logit of "Un" is not the probability of "Unsafe" (it starts other words too)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -279,10 +287,9 @@ def test_spellings_with_a_sentencepiece_style_bpe_tokenizer() -> None:
               ("\u2581", "Un"), ("\u2581", "Safe"), ("\u2581", '"'), ("\u2581", "safe")]
     vocab = {t: i for i, t in enumerate(["<unk>", *chars, *("".join(m) for m in merges)])}
     core = Tokenizer(models.BPE(vocab, merges, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first")
+    core.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="never")
     tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>")
-    assert tok.convert_ids_to_tokens(tok.encode('"Unsafe', add_special_tokens=False)) == ['\u2581"', "Un", "safe"]
-    safe = set(tok.convert_ids_to_tokens(spelling_ids(tok, ["Safe"], len(vocab), context='rating: "')))
-    unsafe = set(tok.convert_ids_to_tokens(spelling_ids(tok, ["Unsafe"], len(vocab), context='rating: "')))
-    assert safe == {"Safe", "\u2581Safe", "safe", "\u2581safe"}
-    assert unsafe == {"Un", "\u2581Un"}  # "Un" is the first token of "Unsafe" after a quote
+    assert tok.convert_ids_to_tokens(tok.encode("Unsafe", add_special_tokens=False)) == ["Un", "safe"]
+    with pytest.raises(ValueError, match=r"unsafe word 'Unsafe' is not a single token .*\['Un', 'safe'\]"):
+        spelling_ids(tok, ["Unsafe"], len(vocab), "unsafe")
+    assert set(tok.convert_ids_to_tokens(spelling_ids(tok, ["Safe", "safe"], len(vocab), "safe"))) == {"Safe", "safe"}

@@ -62,7 +62,7 @@ def test_program_spec_needs_the_opt_in(weights: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"type": "onnx", "path": "x"}, r"filter.type: Input should be 'module', 'torchscript', 'export' or 'llava'"),
+        ({"type": "onnx", "path": "x"}, r"filter.type: Input should be 'module', 'torchscript', 'export', 'guard' or"),
         ({"type": "module", "weights": "w.safetensors"}, "filter.class_path is required for type 'module'"),
         ({"type": "module", "class_path": NET}, "filter.weights is required"),
         ({"type": "module", "class_path": NET, "weights": "w", "path": "p"}, "filter.path does not apply"),

@@ -8,16 +8,17 @@ has the attributes ``device`` (a ``torch.device``), ``name`` and ``weights_sha25
 ==================  =====================================  ==================================================
 key                 applies to                             meaning
 ==================  =====================================  ==================================================
-``type``            all                                    ``"module"``, ``"torchscript"``, ``"export"`` or
-                                                           ``"llava"``
+``type``            all                                    ``"module"``, ``"torchscript"``, ``"export"``,
+                                                           ``"guard"`` (``"llava"`` is an alias)
 ``class_path``      module                                 ``"package.module:ClassName"`` of a
                                                            ``torch.nn.Module`` whose forward takes
                                                            (tokens, images)
 ``weights``         module                                 state dict file: ``.safetensors`` (pickles only
                                                            with ``allow_pickle``)
 ``init_kwargs``     module                                 keyword arguments for the class (default ``{}``)
-``path``            torchscript, export, llava             the program file (``torch.jit.save`` /
-                                                           ``torch.export.save``) or the LLaVA model directory
+``path``            torchscript, export, guard             the program file (``torch.jit.save`` /
+                                                           ``torch.export.save``) or the guard's model
+                                                           directory (families: docs/guards.md)
 ``device``          all                                    ``"auto"`` (default: CUDA if present, else CPU),
                                                            ``"cpu"``, ``"cuda:0"``, ...
 ``amp``             all                                    bfloat16 autocast (default false)
@@ -25,20 +26,23 @@ key                 applies to                             meaning
                                                            (default false; see ``common``, ``program``)
 ``target_index``    module, torchscript, export            class index of the target class for [B, K] logits
                                                            (default 1); [B] scores use score > 0
-``dtype``           llava                                  ``"float32"`` (default), ``"bfloat16"``,
+``preset``          guard                                  ``"llavaguard"`` or ``"llamaguard3-vision"``: default
+                                                           prompt / policy, answer prefix and spellings
+``dtype``           guard                                  ``"float32"`` (default), ``"bfloat16"``,
                                                            ``"float16"``: the weights' dtype
-``prompt``          llava                                  full prompt with ``{image}`` and ``{text}`` (default:
-                                                           the chat template around ``policy``)
-``policy``          llava                                  user message holding ``{text}``, LlavaGuard-style
-``answer_prefix``   llava                                  assistant text before the rating (default
+``prompt``          guard                                  full prompt with ``{image}`` and ``{text}`` (default:
+                                                           the model's chat template around ``policy``)
+``policy``          guard                                  user message holding ``{text}``, LlavaGuard-style
+``answer_prefix``   guard                                  assistant text before the rating (default
                                                            ``{"rating": "``)
-``safe_words``      llava                                  spellings of the safe answer (default ``["Safe"]``)
-``unsafe_words``    llava                                  spellings of the target answer (default
-                                                           ``["Unsafe"]``)
-``clamp_images``    llava                                  clamp noisy images to [0, 1] first (default true)
-``batch_size``      llava                                  largest batch per forward pass (default: no limit)
+``safe_words``      guard                                  spellings of the safe answer, one token each
+                                                           (default ``["Safe"]``)
+``unsafe_words``    guard                                  spellings of the target answer, one token each
+                                                           (default ``["Unsafe"]``)
+``clamp_images``    guard                                  clamp noisy images to [0, 1] first (default true)
+``batch_size``      guard                                  largest batch per forward pass (default: no limit)
 ``name``            all                                    the filter's name in results (default: the class
-                                                           path, ``torchscript:<file>``, ``llava:<dir>``)
+                                                           path, ``torchscript:<file>``, ``guard:<dir>``)
 ``version``         all                                    informational, for results (default ``"1"``)
 ==================  =====================================  ==================================================
 
@@ -73,7 +77,10 @@ __all__ = [
     "sha256_file",
 ]
 
-_LLAVA_ONLY = ("dtype", "prompt", "policy", "answer_prefix", "safe_words", "unsafe_words", "clamp_images", "batch_size")
+_GUARD_ONLY = (
+    "dtype", "preset", "prompt", "policy", "answer_prefix", "safe_words", "unsafe_words", "clamp_images", "batch_size",
+)
+_GUARD_TYPES = ("guard", "llava")
 
 
 class FilterSpec(BaseModel):
@@ -82,7 +89,7 @@ class FilterSpec(BaseModel):
     # strict (issue 10): true is not 1, "3" is not 3, 2.0 is not an integer; paths are strings
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    type: Literal["module", "torchscript", "export", "llava"]
+    type: Literal["module", "torchscript", "export", "guard", "llava"]
     class_path: str | None = None
     weights: Path | None = Field(default=None, strict=False)
     init_kwargs: dict[str, Any] = {}
@@ -92,6 +99,7 @@ class FilterSpec(BaseModel):
     allow_pickle: bool = False
     target_index: int = 1
     dtype: Literal["float32", "bfloat16", "float16"] | None = None
+    preset: Literal["llavaguard", "llamaguard3-vision"] | None = None
     prompt: str | None = None
     policy: str | None = None
     answer_prefix: str | None = None
@@ -117,12 +125,12 @@ class FilterSpec(BaseModel):
             for key in ("class_path", "weights", "init_kwargs"):
                 if key in given:
                     raise ValueError(f"filter.{key} applies only to type 'module', not {self.type!r}")
-        if self.type != "llava":
-            for key in _LLAVA_ONLY:
+        if self.type not in _GUARD_TYPES:
+            for key in _GUARD_ONLY:
                 if key in given:
-                    raise ValueError(f"filter.{key} applies only to type 'llava', not {self.type!r}")
+                    raise ValueError(f"filter.{key} applies only to type 'guard', not {self.type!r}")
         elif "target_index" in given:
-            raise ValueError("filter.target_index does not apply to type 'llava' (class 1 is the unsafe answer)")
+            raise ValueError(f"filter.target_index does not apply to type {self.type!r} (class 1 is the unsafe answer)")
 
 
 def _spec(spec: FilterSpec | dict[str, Any]) -> FilterSpec:
@@ -182,10 +190,11 @@ def _build(s: FilterSpec, base_dir: Path | None) -> Any:
             s.type, resolve(s.path), device=s.device, target_index=s.target_index, amp=s.amp,
             allow_pickle=s.allow_pickle,
         )
-    from hybridcert.audits.adapters.llava import LlavaGuardFilter  # imports transformers: only when needed
+    from hybridcert.audits.adapters.guard import load_guard  # imports transformers: only when needed
 
-    options = {k: getattr(s, k) for k in _LLAVA_ONLY if k != "dtype" and getattr(s, k) is not None}
-    return LlavaGuardFilter.load(
-        resolve(s.path), device=s.device, amp=s.amp, allow_pickle=s.allow_pickle, dtype=s.dtype or "float32",
-        **options,
+    options = {k: getattr(s, k) for k in _GUARD_ONLY if k != "dtype" and getattr(s, k) is not None}
+    path = resolve(s.path)
+    return load_guard(
+        path, device=s.device, amp=s.amp, allow_pickle=s.allow_pickle, dtype=s.dtype or "float32",
+        name=f"{s.type}:{path.name}", **options,
     )

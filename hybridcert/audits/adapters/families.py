@@ -1,0 +1,223 @@
+"""The guard families: what each vision-language architecture adds to ``guard.GuardFilter`` (issue 12).
+
+Each family gives the image's model inputs (``image_inputs``, computed with ``vision`` in floating point) and
+the number of placeholder tokens an image of a given size becomes (``n_image_tokens``), exactly as the
+model's processor expands it. Prompt splicing, read-out, batching and padding are shared (``guard``).
+The preprocessing is part of the base filter, so the certificate covers it (docs/theory.md §1).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from hybridcert.audits.adapters import vision
+from hybridcert.audits.adapters.guard import GuardFilter
+
+__all__ = ["FAMILIES", "AnyresFamily", "LlavaFamily", "LlavaNextFamily", "LlavaOnevisionFamily", "QwenVLFamily"]
+
+
+def _size(ip: Any, key: str) -> dict[str, Any]:
+    value = getattr(ip, key, None)
+    if value is None:
+        return {}
+    return {k: v for k, v in dict(value).items() if v is not None}
+
+
+class _MeasuredTokens(GuardFilter):
+    """Families whose placeholder count is read off the model: the features one image of that size yields."""
+
+    def _measure(self, **pixel_inputs: torch.Tensor) -> int:
+        with torch.inference_mode(), clear_model_errors(self):
+            out = self.model.get_image_features(**pixel_inputs)
+        feats = out.pooler_output if hasattr(out, "pooler_output") else out
+        if isinstance(feats, (list, tuple)):
+            return int(feats[0].shape[0])
+        return int(feats.shape[0] if feats.ndim == 2 else feats.shape[1])
+
+
+def clear_model_errors(f: GuardFilter) -> Any:
+    from hybridcert.audits.adapters.common import clear_errors
+
+    return clear_errors(f"measuring the image tokens of {f.name}")
+
+
+class LlavaFamily(_MeasuredTokens):
+    """LLaVA-1.5 (``llava``): CLIP-style preprocessing, optional pad-to-square, one fixed-size image."""
+
+    model_types = ("llava",)
+    model_class = "LlavaForConditionalGeneration"
+
+    def _image_setup(self) -> None:
+        ip = self.image_processor
+        self.normalize = vision.Normalizer(ip)
+        self.do_pad = bool(getattr(ip, "do_pad", False))
+        self.do_resize = bool(getattr(ip, "do_resize", True))
+        self.do_center_crop = bool(getattr(ip, "do_center_crop", False))
+        self.size = _size(ip, "size")
+        crop = _size(ip, "crop_size")
+        self.crop_hw = (int(crop["height"]), int(crop["width"])) if crop else None
+        side = int(self.model.config.vision_config.image_size)
+        self.image_hw = (side, side)
+        probe = torch.zeros(1, 3, side, side, device=self.device, dtype=self.model.dtype)
+        self._n_tokens = self._measure(pixel_values=probe)
+
+    def n_image_tokens(self, h: int, w: int) -> int:
+        return self._n_tokens
+
+    def image_inputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = images
+        if self.do_pad and x.shape[-1] != x.shape[-2]:
+            h, w = int(x.shape[-2]), int(x.shape[-1])
+            side = max(h, w)
+            fill = torch.floor(self.normalize.mean * 255) / 255  # the processor fills with int(mean * 255)
+            top, left = (side - h) // 2, (side - w) // 2
+            x = vision.pad(x, top, side - h - top, left, side - w - left, fill)
+        if self.do_resize:
+            x = vision.resize(x, vision.size_hw(self.size, int(x.shape[-2]), int(x.shape[-1])))
+        if self.do_center_crop and self.crop_hw is not None:
+            x = vision.center_crop(x, self.crop_hw)
+        if tuple(x.shape[-2:]) != self.image_hw:
+            raise ValueError(f"preprocessed image is {tuple(x.shape[-2:])} but the vision tower takes {self.image_hw}")
+        return {"pixel_values": self.normalize(x)}
+
+
+class AnyresFamily(_MeasuredTokens):
+    """LLaVA-NeXT and OneVision: a base image plus the tiles of the best grid resolution (``anyres``)."""
+
+    def _image_setup(self) -> None:
+        ip = self.image_processor
+        self.normalize = vision.Normalizer(ip)
+        pinpoints = getattr(ip, "image_grid_pinpoints", None)
+        model_pinpoints = getattr(self.model.config, "image_grid_pinpoints", None)
+        if not pinpoints:
+            raise ValueError("the image processor has no image_grid_pinpoints (anyres tiling)")
+        if model_pinpoints is not None and [list(p) for p in pinpoints] != [list(p) for p in model_pinpoints]:
+            raise ValueError("the image processor's image_grid_pinpoints differ from the model config's")
+        self.pinpoints = [[int(a), int(b)] for a, b in pinpoints]
+        self.size = _size(ip, "size")
+        crop = _size(ip, "crop_size")
+        self.do_resize = bool(getattr(ip, "do_resize", True))
+        self.do_center_crop = bool(getattr(ip, "do_center_crop", False)) and bool(crop)
+        self.crop_hw = (int(crop["height"]), int(crop["width"])) if crop else None
+        if self.size.get("height") and self.size.get("width"):
+            self.base_hw = (int(self.size["height"]), int(self.size["width"]))
+        else:
+            edge = int(self.size["shortest_edge"])
+            self.base_hw = (edge, edge)
+        self.tile = int(crop["height"]) if crop else (int(self.size.get("height") or self.size["shortest_edge"]))
+        self._n_tokens: dict[tuple[int, int], int] = {}
+
+    def _tiles(self, x: torch.Tensor) -> torch.Tensor:
+        patches = []
+        for patch in vision.anyres_tiles(x, self.pinpoints, self.tile, self.base_hw):
+            if self.do_resize:
+                patch = vision.resize(patch, vision.size_hw(self.size, int(patch.shape[-2]), int(patch.shape[-1])))
+            if self.do_center_crop and self.crop_hw is not None:
+                patch = vision.center_crop(patch, self.crop_hw)
+            patches.append(self.normalize(patch))
+        return torch.stack(patches, dim=1)
+
+    def _extra(self, b: int, h: int, w: int) -> dict[str, torch.Tensor]:
+        sizes = torch.tensor([[h, w]], dtype=torch.long, device=self.device).expand(b, 2)
+        return {"image_sizes": sizes}
+
+    def image_inputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        h, w = int(images.shape[-2]), int(images.shape[-1])
+        return {"pixel_values": self._tiles(images), **self._extra(images.shape[0], h, w)}
+
+    def n_image_tokens(self, h: int, w: int) -> int:
+        if (h, w) not in self._n_tokens:
+            (bh, bw), _ = vision.anyres_layout(h, w, self.pinpoints)
+            n_tiles = 1 + (bh // self.tile) * (bw // self.tile)
+            side = self.crop_hw[0] if self.do_center_crop and self.crop_hw else self.base_hw[0]
+            probe = torch.zeros(1, n_tiles, 3, side, side, device=self.device, dtype=self.model.dtype)
+            self._n_tokens[(h, w)] = self._measure(pixel_values=probe, **self._extra(1, h, w))
+        return self._n_tokens[(h, w)]
+
+
+class LlavaNextFamily(AnyresFamily):
+    """LLaVA-NeXT (``llava_next``)."""
+
+    model_types = ("llava_next",)
+    model_class = "LlavaNextForConditionalGeneration"
+
+
+class LlavaOnevisionFamily(AnyresFamily):
+    """LLaVA-OneVision (``llava_onevision``; LlavaGuard v1.2 OV): anyres plus ``batch_num_images`` (one each)."""
+
+    model_types = ("llava_onevision",)
+    model_class = "LlavaOnevisionForConditionalGeneration"
+
+    def _extra(self, b: int, h: int, w: int) -> dict[str, torch.Tensor]:
+        ones = torch.ones(b, dtype=torch.long, device=self.device)
+        return {**super()._extra(b, h, w), "batch_num_images": ones}
+
+
+class QwenVLFamily(GuardFilter):
+    """Qwen2-VL and Qwen2.5-VL: dynamic resolution (``smart_resize``), flat patches and a (t, h, w) grid.
+
+    Positions are M-RoPE (3-d): the model computes them from the attention mask and ``mm_token_type_ids``
+    (1 on image tokens), which this family passes instead of 1-d position ids; left padding is masked out.
+    """
+
+    model_types: ClassVar[tuple[str, ...]] = ("qwen2_vl", "qwen2_5_vl")
+    model_class = ""  # chosen per model type in ``FAMILIES``
+
+    def _image_setup(self) -> None:
+        ip = self.image_processor
+        self.normalize = vision.Normalizer(ip)
+        self.patch = int(ip.patch_size)
+        self.merge = int(ip.merge_size)
+        self.temporal = int(ip.temporal_patch_size)
+        size = _size(ip, "size")
+        self.min_pixels = int(size.get("shortest_edge") or getattr(ip, "min_pixels", None) or 56 * 56)
+        self.max_pixels = int(size.get("longest_edge") or getattr(ip, "max_pixels", None) or 28 * 28 * 1280)
+        self.do_resize = bool(getattr(ip, "do_resize", True))
+        vc = self.model.config.vision_config
+        for key, ours in (("patch_size", self.patch), ("spatial_merge_size", self.merge),
+                          ("temporal_patch_size", self.temporal)):
+            if getattr(vc, key, ours) != ours:
+                theirs = getattr(vc, key)
+                raise ValueError(f"the image processor's {key} {ours} differs from the vision config's {theirs}")
+
+    def _hw(self, h: int, w: int) -> tuple[int, int]:
+        factor = self.patch * self.merge
+        if not self.do_resize:
+            if h % factor or w % factor:
+                raise ValueError(f"image of size {h}x{w} is not a multiple of {factor} (the processor does not resize)")
+            return h, w
+        return vision.qwen_resized_hw(h, w, factor, self.min_pixels, self.max_pixels)
+
+    def n_image_tokens(self, h: int, w: int) -> int:
+        rh, rw = self._hw(h, w)
+        return (rh // self.patch) * (rw // self.patch) // (self.merge * self.merge)
+
+    def image_inputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = vision.resize(images, self._hw(int(images.shape[-2]), int(images.shape[-1])))
+        pixels, (gh, gw) = vision.qwen_patchify(self.normalize(x), self.patch, self.merge, self.temporal)
+        grid = torch.tensor([[1, gh, gw]], dtype=torch.long, device=self.device).expand(images.shape[0], 3)
+        return {"pixel_values": pixels, "image_grid_thw": grid}
+
+    def text_inputs(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"input_ids": ids, "attention_mask": mask, "mm_token_type_ids": (ids == self.image_token_id).int()}
+
+
+class Qwen2VLFamily(QwenVLFamily):
+    model_types = ("qwen2_vl",)
+    model_class = "Qwen2VLForConditionalGeneration"
+
+
+class Qwen25VLFamily(QwenVLFamily):
+    model_types = ("qwen2_5_vl",)
+    model_class = "Qwen2_5_VLForConditionalGeneration"
+
+
+FAMILIES: dict[str, type[GuardFilter]] = {
+    "llava": LlavaFamily,
+    "llava_next": LlavaNextFamily,
+    "llava_onevision": LlavaOnevisionFamily,
+    "qwen2_vl": Qwen2VLFamily,
+    "qwen2_5_vl": Qwen25VLFamily,
+}
