@@ -48,7 +48,7 @@ def certify_config(config: dict[str, Any]) -> dict[str, Any]:
     if radius is not None:
         best = int(noise.certified_budget(p_a, radius=radius, tau=tau, max_budget=max_budget))
         result["certified_budget"] = best if best >= 0 else None
-    if max_budget is None and not noise.token_kernel.informative:
+    if max_budget is None and not noise.informative:
         raise ValueError("this kernel hides token changes completely, so every budget is certified: pass max_budget")
     frontier = noise.frontier(p_a, tau=tau, max_budget=max_budget)
     result["frontier"] = [{"budget": d, "radius": r} for d, r in frontier]

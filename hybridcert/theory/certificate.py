@@ -10,7 +10,9 @@ worst-case probabilities are lower bounds and radii and budgets are never above 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -25,12 +27,16 @@ from hybridcert.theory._checks import (
     check_probability,
     check_threshold,
 )
+from hybridcert.theory.fields import FieldKernels
 from hybridcert.theory.kernels import KernelName, TokenKernel
 
 FloatArray = NDArray[np.float64]
 
 #: Without ``max_budget``, frontiers and budgets stop here even if still certified (a sound truncation).
 MAX_AUTO_BUDGET = 1024
+
+#: float64 entries (inputs x atoms) per solver call on the fields path (bounds the solver's memory)
+_CHUNK_ENTRIES = 1_000_000
 
 _PROBIT_REL_ERR = 1e-13  # relative error allowed for ndtri in the closed forms (scipy is ~1e-15)
 
@@ -104,25 +110,103 @@ class HybridNoise:
     ``kernel`` is ``uniform-other``, ``uniform-all`` or ``absorb``; ``vocab_size`` the alphabet size V;
     ``beta`` the per-position noise level in (0, 1]; ``sigma`` > 0 the image noise in the certificate's pixel
     space. The methods compute the joint Neyman-Pearson certificate of THEORY 4.
+
+    Tabular data (docs/theory.md §9): ``vocab_size`` may be a sequence, one arity per categorical field (the
+    absorb kernel's mask is the "missing" category). ``budget`` then counts changed fields, at most d, the
+    attacker choosing which: every result is the minimum over the choices of fields (§9.1), with the same
+    guarantees (never above the exact value, within 1e-9 of it). Budgets above the number of fields m are
+    the same as m; open-ended frontiers and budgets stop at m. ``sigma`` is the Gaussian on the standardised
+    numeric features. A single integer ``vocab_size`` is the token case, computed exactly as before.
     """
 
     kernel: KernelName
-    vocab_size: int
+    vocab_size: int | Sequence[int]
     beta: float
     sigma: float
 
     def __post_init__(self) -> None:
-        token = TokenKernel(self.kernel, self.vocab_size, self.beta)
-        object.__setattr__(self, "vocab_size", token.vocab_size)
-        object.__setattr__(self, "beta", token.beta)
+        if isinstance(self.vocab_size, Sequence | np.ndarray) and not isinstance(self.vocab_size, str | bytes):
+            fields = FieldKernels(self.kernel, tuple(self.vocab_size), self.beta)
+            object.__setattr__(self, "vocab_size", fields.arities)
+            object.__setattr__(self, "beta", fields.beta)
+        else:
+            token = TokenKernel(self.kernel, self.vocab_size, self.beta)  # type: ignore[arg-type]
+            object.__setattr__(self, "vocab_size", token.vocab_size)
+            object.__setattr__(self, "beta", token.beta)
         object.__setattr__(self, "sigma", check_positive("sigma", self.sigma))
 
     @property
+    def field_kernels(self) -> FieldKernels | None:
+        """The per-field kernels when ``vocab_size`` lists one arity per field, else None."""
+        if isinstance(self.vocab_size, tuple):
+            return FieldKernels(self.kernel, self.vocab_size, self.beta)
+        return None
+
+    @property
     def token_kernel(self) -> TokenKernel:
+        """The token kernel (one alphabet size); a ValueError for per-field arities (see ``field_kernels``)."""
+        if isinstance(self.vocab_size, tuple):
+            raise ValueError("this noise has one arity per field: use field_kernels, not token_kernel")
+        assert isinstance(self.vocab_size, int)
         return TokenKernel(self.kernel, self.vocab_size, self.beta)
+
+    @property
+    def informative(self) -> bool:
+        """False when the noise hides every token (field) change completely."""
+        fields = self.field_kernels
+        return fields.informative if fields is not None else self.token_kernel.informative
 
     def _prepared(self, budget: int) -> _solve.Prepared:
         return _solve.Prepared.of(self.token_kernel.atoms(budget))
+
+    def _choices(self, budget: int) -> list[_solve.Prepared]:
+        """One Prepared per choice of fields to search at ``budget`` (docs/theory.md §9.1); the token case is
+        the single Prepared of today's atoms."""
+        fields = self.field_kernels
+        if fields is None:
+            return [self._prepared(budget)]
+        d = min(budget, fields.size)
+        if fields.homogeneous:
+            return [_solve.Prepared.of(TokenKernel(self.kernel, fields.arities[0], self.beta).atoms(d))]
+        return [_prepared_choice(fields, c) for c in fields.choices(d)]
+
+    def _worst_case_at(self, budget: int, p: FloatArray, e: FloatArray) -> FloatArray:
+        """Lower bound on the worst case at ``budget``: the minimum of the choices' lower bounds."""
+        preps = self._choices(budget)
+        if self.field_kernels is None:
+            return self._worst_case(preps[0], p, e)
+        out = np.ones(p.shape)
+        for prep in preps:
+            out = np.minimum(out, _chunked(self._worst_case, prep, p, e))
+        return out
+
+    def _knapsack_at(self, budget: int, p: FloatArray) -> FloatArray:
+        preps = self._choices(budget)
+        out = _solve.knapsack_lower(preps[0], p)
+        for prep in preps[1:]:
+            out = np.minimum(out, _solve.knapsack_lower(prep, p))
+        return out
+
+    def _radius_at(self, budget: int, p: FloatArray, tau: float) -> FloatArray:
+        """Radius at ``budget``: the minimum over the choices. A choice already certified at the running
+        minimum r cannot lower it (p_adv is non-increasing in eps, THEORY 4), so it is only checked at r."""
+        preps = self._choices(budget)
+        if self.field_kernels is None:
+            return self._radius(preps[0], p, tau)
+        taus = np.full(p.shape, tau)
+        r = _chunked(self._radius_vec, preps[0], p, taus)
+        for prep in preps[1:]:
+            finite = np.flatnonzero(np.isfinite(r) & (r > 0.0))
+            wc = np.full(p.shape, -1.0)
+            if finite.size:
+                wc[finite] = _chunked(self._worst_case, prep, p[finite], r[finite] / self.sigma)
+            redo = np.flatnonzero((r > 0.0) & (wc < tau))
+            if redo.size:
+                r[redo] = np.minimum(r[redo], _chunked(self._radius_vec, prep, p[redo], taus[redo]))
+        return r
+
+    def _radius_vec(self, prep: _solve.Prepared, p: FloatArray, tau: FloatArray) -> FloatArray:
+        return self._radius(prep, p, float(tau[0])) if p.size else np.zeros(0)
 
     # -- worst case ------------------------------------------------------------------------------------
 
@@ -137,7 +221,7 @@ class HybridNoise:
         eps = check_nonnegative_array("radius", radius)
         p, eps = np.broadcast_arrays(p, eps)
         e = eps.ravel() / self.sigma
-        return _shape_out(self._worst_case(self._prepared(d), p.ravel().copy(), e), p.shape)
+        return _shape_out(self._worst_case_at(d, p.ravel().copy(), e), p.shape)
 
     def _worst_case(self, prep: _solve.Prepared, p: FloatArray, e: FloatArray) -> FloatArray:
         out = np.zeros(p.shape)
@@ -175,7 +259,7 @@ class HybridNoise:
         p = check_probability("p_a", p_a)
         d = check_budget("budget", budget)
         t = check_threshold("tau", tau)
-        r = self._radius(self._prepared(d), p.ravel(), t)
+        r = self._radius_at(d, p.ravel(), t)
         return _shape_out(r, p.shape)
 
     def _radius(self, prep: _solve.Prepared, p: FloatArray, tau: float) -> FloatArray:
@@ -218,7 +302,7 @@ class HybridNoise:
             idx = np.flatnonzero(active)
             if idx.size == 0:
                 break
-            wc = self._worst_case(self._prepared(d), pf[idx].copy(), e[idx])
+            wc = self._worst_case_at(d, pf[idx].copy(), e[idx])
             ok = wc >= t
             best[idx[ok]] = d
             active[idx[~ok]] = False
@@ -229,6 +313,9 @@ class HybridNoise:
     def _budget_cap(self, max_budget: int | None) -> int:
         if max_budget is not None:
             return check_budget("max_budget", max_budget)
+        fields = self.field_kernels
+        if fields is not None:
+            return fields.size  # d > m changes no more than all m fields
         if not self.token_kernel.informative:
             raise ValueError(
                 f"the {self.kernel} kernel with beta={self.beta} and vocab_size={self.vocab_size} hides token "
@@ -260,11 +347,10 @@ class HybridNoise:
             cert = np.zeros(pf.shape, dtype=bool)
             idx = np.flatnonzero(active)
             if idx.size:
-                prep = self._prepared(d)
-                cert_i = (_solve.knapsack_lower(prep, pf[idx]) >= t)
+                cert_i = (self._knapsack_at(d, pf[idx]) >= t)
                 sub = idx[cert_i]
                 if sub.size:
-                    r_sub = self._radius(prep, pf[sub], t)
+                    r_sub = self._radius_at(d, pf[sub], t)
                     r[sub] = np.minimum(r_sub, prev[sub])
                     cert[sub] = True
                 active[idx[~cert_i]] = False
@@ -301,4 +387,25 @@ class HybridNoise:
 
     def describe(self) -> dict[str, Any]:
         """The parameters a certificate is meaningless without (THEORY 6)."""
-        return {"kernel": self.kernel, "vocab_size": self.vocab_size, "beta": self.beta, "sigma": self.sigma}
+        vocab = list(self.vocab_size) if isinstance(self.vocab_size, tuple) else self.vocab_size
+        return {"kernel": self.kernel, "vocab_size": vocab, "beta": self.beta, "sigma": self.sigma}
+
+
+@lru_cache(maxsize=512)
+def _prepared_choice(fields: FieldKernels, choice: tuple[int, ...]) -> _solve.Prepared:
+    return _solve.Prepared.of(fields.atoms(choice))
+
+
+def _chunked(
+    fun: Callable[[_solve.Prepared, FloatArray, FloatArray], FloatArray],
+    prep: _solve.Prepared,
+    p: FloatArray,
+    x: FloatArray,
+) -> FloatArray:
+    """fun(prep, p, x) over consecutive slices of the inputs, so that inputs x atoms stays below
+    _CHUNK_ENTRIES (every input is solved on its own, so chunking changes no value)."""
+    step = max(1, _CHUNK_ENTRIES // max(1, prep.clean.size))
+    n = p.size
+    if n <= step:
+        return fun(prep, p.copy(), x.copy())
+    return np.concatenate([fun(prep, p[i:i + step].copy(), x[i:i + step].copy()) for i in range(0, n, step)])
