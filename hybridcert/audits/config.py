@@ -168,6 +168,15 @@ class CertifySpec(_Spec):
     # (then the cap n_max) samples are drawn
     stopping: Literal["fixed", "sequential"] = "fixed"
     requested: list[tuple[int, float]] | None = Field(default=None, max_length=MAX_RADII)
+    # issue 13: unimodal baselines certified next to the hybrid certificate (hybridcert.audits.baselines)
+    baselines: list[Literal["image-only", "text-only"]] = Field(default_factory=list, max_length=2)
+
+    @field_validator("baselines")
+    @classmethod
+    def _baselines(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("baselines lists a baseline twice")
+        return value
 
     @field_validator("radii")
     @classmethod

@@ -24,7 +24,7 @@ import json
 import platform
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from hybridcert import __version__
+from hybridcert.audits.baselines import with_baselines
 from hybridcert.audits.checkpoint import (
     LOG_NAME,
     RESULTS_NAME,
@@ -127,6 +128,11 @@ class Audit:
         return hashlib.sha256(canonical_dumps(payload).encode()).hexdigest()
 
 
+def _baseline_config(names: Sequence[str]) -> dict[str, Any]:
+    """``config.baselines`` only when some are asked for (older results keep their config hash)."""
+    return {"baselines": list(names)} if names else {}
+
+
 def prepare(spec: AuditSpec, device: str | None = None, batch_size: int | None = None,
             filt: tuple[Filter, ModelInfo] | None = None, sampling_device: str | None = None) -> Audit:
     """Validate the whole audit (filter, dataset, noise) before anything runs or is written.
@@ -177,6 +183,7 @@ def prepare(spec: AuditSpec, device: str | None = None, batch_size: int | None =
         seed=str(spec.seed), sampling=c.sampling, max_budget=c.max_budget, target_class=c.target_class,
         chunk_size=c.chunk_size, multiple_testing=testing, radii=list(c.radii),
         sampling_device=sampling_device or dev.type, amp=spec.run.amp, **sequential,
+        **_baseline_config(c.baselines),
     )
     dataset_info = DatasetInfo(name=spec.dataset.name or manifest.stem, version=spec.dataset.version,
                                sha256=dataset.manifest_sha256, n_inputs=len(dataset.inputs),
@@ -589,10 +596,10 @@ def _run_locked(
                 counted = _count_wave(audit, executor, [(index_of[item.id], item)
                                                         for item in todo[start:start + audit.wave]])
                 if pending is not None:
-                    log.write(pending.result(), done, total, progress)
+                    log.write(with_baselines(audit, pending.result()), done, total, progress)
                 pending = pool.submit(_certify_counted, audit, counted)
             if pending is not None:
-                log.write(pending.result(), done, total, progress)
+                log.write(with_baselines(audit, pending.result()), done, total, progress)
     inputs = [done[i] for i in ids]
     results = AuditResults(
         tool=ToolInfo(version=__version__, revision=_revision()),

@@ -53,11 +53,33 @@ class FrontierEntry(_Model):
         return self
 
 
+class BaselineRecord(_Model):
+    """A unimodal baseline's certificate (``inputs[i].baselines[name]``, hybridcert/audits/baselines.py)."""
+
+    p_a_lower: float = Field(ge=0.0, le=1.0)
+    threshold: float = Field(gt=0.0, lt=1.0)
+    frontier: list[FrontierEntry]
+
+
 class InputRecord(_Model):
     id: str | int | None = None
     p_a_lower: float = Field(ge=0.0, le=1.0)
     threshold: float = Field(gt=0.0, lt=1.0)
     frontier: list[FrontierEntry]
+    baselines: dict[str, BaselineRecord] | None = None
+
+    @field_validator("baselines")
+    @classmethod
+    def _baseline_shapes(cls, v: dict[str, BaselineRecord] | None) -> dict[str, BaselineRecord] | None:
+        """image-only certifies no token change (budget 0 only); text-only no image change (radius 0 only)."""
+        for name, rec in (v or {}).items():
+            if name == "image-only" and any(e.budget != 0 for e in rec.frontier):
+                raise ValueError("the image-only baseline certifies budget 0 only")
+            if name == "text-only" and any(e.radius != 0.0 for e in rec.frontier):
+                raise ValueError("the text-only baseline certifies radius 0 only")
+            if name not in ("image-only", "text-only"):
+                raise ValueError(f"unknown baseline {name!r}")
+        return v
 
     @field_validator("frontier")
     @classmethod
@@ -185,4 +207,10 @@ def verify_results(results: ResultsFile, source: str = "results",
         entries = [(e.budget, math.inf if e.radius_infinite else float(e.radius or 0.0)) for e in record.frontier]
         for proof in prove_frontier(noise, record.p_a_lower, record.threshold, entries):
             out.certificates.append(CertificateProof(index, ident, proof))
+        # unimodal baselines (issue 13): image-only entries are (0, r), where the token kernel plays no part
+        # (Cohen); text-only entries are (d, 0), where sigma plays no part (the knapsack): the same proof applies
+        for name, base in sorted((record.baselines or {}).items()):
+            entries = [(e.budget, math.inf if e.radius_infinite else float(e.radius or 0.0)) for e in base.frontier]
+            for proof in prove_frontier(noise, base.p_a_lower, base.threshold, entries):
+                out.certificates.append(CertificateProof(index, f"{ident} ({name})", proof))
     return out
