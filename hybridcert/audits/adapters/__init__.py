@@ -16,6 +16,11 @@ key                 applies to                             meaning
 ``weights``         module                                 state dict file: ``.safetensors`` (pickles only
                                                            with ``allow_pickle``)
 ``init_kwargs``     module                                 keyword arguments for the class (default ``{}``)
+``model_dir``       module                                 a model directory (e.g. a pretrained backbone),
+                                                           passed to the class as keyword ``model_dir``;
+                                                           hashed with the weights into the model sha256
+``head``            module                                 the submodule (dotted attribute) the ``weights``
+                                                           file fills, strictly (default: the whole module)
 ``path``            torchscript, export, guard             the program file (``torch.jit.save`` /
                                                            ``torch.export.save``) or the guard's model
                                                            directory (families: docs/guards.md)
@@ -46,7 +51,9 @@ key                 applies to                             meaning
 ``version``         all                                    informational, for results (default ``"1"``)
 ==================  =====================================  ==================================================
 
-Relative paths are resolved against ``base_dir`` (the directory of ``audit.toml``). ``device`` and ``amp``
+Relative paths are resolved against ``base_dir`` (the directory of ``audit.toml``), and so is ``class_path``:
+a module file ``NAME.py`` or a package folder ``NAME/`` there is imported first (``module.import_class``), so
+a user's own model can sit next to the config. ``device`` and ``amp``
 may also come from elsewhere (the ``[run]`` table): keyword arguments of ``load_filter`` override the spec.
 Unknown keys, keys of another adapter type and missing required keys are ValueErrors naming the key.
 """
@@ -93,6 +100,8 @@ class FilterSpec(BaseModel):
     class_path: str | None = None
     weights: Path | None = Field(default=None, strict=False)
     init_kwargs: dict[str, Any] = {}
+    model_dir: Path | None = Field(default=None, strict=False)
+    head: str | None = None
     path: Path | None = Field(default=None, strict=False)
     device: str = "auto"
     amp: bool = False
@@ -122,7 +131,7 @@ class FilterSpec(BaseModel):
         else:
             if self.path is None:
                 raise ValueError(f"filter.path is required for type {self.type!r}")
-            for key in ("class_path", "weights", "init_kwargs"):
+            for key in ("class_path", "weights", "init_kwargs", "model_dir", "head"):
                 if key in given:
                     raise ValueError(f"filter.{key} applies only to type 'module', not {self.type!r}")
         if self.type not in _GUARD_TYPES:
@@ -183,7 +192,8 @@ def _build(s: FilterSpec, base_dir: Path | None) -> Any:
         assert s.class_path is not None
         return ModuleFilter.load(
             s.class_path, resolve(s.weights), s.init_kwargs, device=s.device, target_index=s.target_index,
-            amp=s.amp, allow_pickle=s.allow_pickle,
+            amp=s.amp, allow_pickle=s.allow_pickle, base_dir=base,
+            model_dir=resolve(s.model_dir) if s.model_dir is not None else None, head=s.head,
         )
     if s.type in ("torchscript", "export"):
         return ProgramFilter.load(

@@ -36,6 +36,17 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def directory_sha256(path: Path) -> str:
+    """sha256 of a model directory: over the sorted lines ``<sha256 of file>  <relative path>`` of its files.
+
+    ValueError when ``path`` is not a directory (a model directory named in a config must exist)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ValueError(f"model directory not found: {path}")
+    lines = [f"{sha256_file(p)}  {p.relative_to(path).as_posix()}\n" for p in sorted(path.rglob("*")) if p.is_file()]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """``"auto"`` is CUDA device 0 when CUDA is available, else the CPU; anything else is parsed by torch.
 

@@ -29,7 +29,6 @@ safetensors weights (checked by content, not by name); pickled weights refused u
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,8 +41,8 @@ from hybridcert.audits.adapters.common import (
     autocast,
     check_inputs,
     clear_errors,
+    directory_sha256,
     resolve_device,
-    sha256_file,
     sniff_format,
 )
 from hybridcert.audits.filters import PAD_TOKEN_ID
@@ -99,13 +98,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "prompt": LLAMAGUARD3_VISION_PROMPT, "answer_prefix": "", "safe_words": ["safe"], "unsafe_words": ["unsafe"],
     },
 }
-
-
-def directory_sha256(path: Path) -> str:
-    """sha256 of a model directory: over the sorted lines ``<sha256 of file>  <relative path>`` of its files."""
-    path = Path(path)
-    lines = [f"{sha256_file(p)}  {p.relative_to(path).as_posix()}\n" for p in sorted(path.rglob("*")) if p.is_file()]
-    return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
 def spelling_ids(tokenizer: Any, words: Sequence[str], vocab_size: int, label: str = "answer") -> list[int]:

@@ -12,9 +12,13 @@ rebuilds tensors and plain containers.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
+import sys
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -28,6 +32,7 @@ from hybridcert.audits.adapters.common import (
     clear_errors,
     decide,
     decision_margin,
+    directory_sha256,
     resolve_device,
     sha256_file,
     sniff_format,
@@ -49,17 +54,79 @@ _PICKLE_WHY = (
 )
 
 
-def import_class(class_path: str) -> type[torch.nn.Module]:
-    """Import ``package.module:ClassName`` (or ``package.module.ClassName``); ValueError when it is not a Module."""
+def _import_local(module_name: str, base_dir: Path) -> ModuleType | None:
+    """Import ``module_name`` from ``base_dir`` (the folder of audit.toml) when its first component is a file
+    ``NAME.py`` or a package folder ``NAME/__init__.py`` there; None when it is not.
+
+    The module is registered under a private name (``_hybridcert_local_<hash>_NAME``, the hash covering the
+    file's path and bytes), so it never shadows or is shadowed by another module called ``NAME``, and an
+    edited file is imported afresh. ``base_dir`` is on ``sys.path`` only while the module runs its top level,
+    so a sibling it imports by absolute name at the top (``from helpers import X``) is found; such siblings are
+    then dropped from ``sys.modules`` again, so that another config's ``helpers`` is not mistaken for this one.
+    Relative imports inside a package work as usual.
+    """
+    top, _, rest = module_name.partition(".")
+    package = base_dir / top / "__init__.py"
+    single = base_dir / f"{top}.py"
+    if package.is_file():
+        location, search = package, [str(package.parent)]
+    elif single.is_file():
+        location, search = single, None
+    else:
+        return None
+    digest = hashlib.sha256(str(location.resolve()).encode() + b"\0" + location.read_bytes()).hexdigest()[:16]
+    private = f"_hybridcert_local_{digest}_{top}"
+    folder = str(base_dir)
+    before = set(sys.modules)
+    sys.path.insert(0, folder)
+    try:
+        if private not in sys.modules:
+            spec = importlib.util.spec_from_file_location(private, location, submodule_search_locations=search)
+            if spec is None or spec.loader is None:
+                raise ValueError(f"cannot import {location}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[private] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[private]
+                raise
+        return importlib.import_module(f"{private}.{rest}") if rest else sys.modules[private]
+    except ValueError:
+        raise
+    except Exception as exc:  # the user's code: any error at import is a bad config, one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ValueError(f"cannot import module {module_name!r} from {location}: "
+                         f"{type(exc).__name__}: {first}") from exc
+    finally:
+        try:
+            sys.path.remove(folder)
+        except ValueError:
+            pass
+        root = base_dir.resolve()
+        for name in set(sys.modules) - before:
+            origin = getattr(sys.modules[name], "__file__", None)
+            if not name.startswith(private) and origin and Path(origin).resolve().is_relative_to(root):
+                del sys.modules[name]
+
+
+def import_class(class_path: str, base_dir: Path | None = None) -> type[torch.nn.Module]:
+    """Import ``package.module:ClassName`` (or ``package.module.ClassName``); ValueError when it is not a Module.
+
+    With ``base_dir`` (the folder of audit.toml), a module file or package folder there is used first
+    (``_import_local``: a user's own model next to the config); otherwise the module is imported normally.
+    """
     module_name, sep, attr = class_path.partition(":")
     if not sep:
         module_name, _, attr = class_path.rpartition(".")
     if not module_name or not attr:
         raise ValueError(f"class path must look like 'package.module:ClassName', got {class_path!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"cannot import module {module_name!r} for class path {class_path!r}: {exc}") from exc
+    module = _import_local(module_name, Path(base_dir)) if base_dir is not None else None
+    if module is None:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ValueError(f"cannot import module {module_name!r} for class path {class_path!r}: {exc}") from exc
     cls = getattr(module, attr, None)
     if cls is None:
         raise ValueError(f"module {module_name!r} has no attribute {attr!r} (class path {class_path!r})")
@@ -137,18 +204,45 @@ def load_module(
     weights: Path,
     init_kwargs: dict[str, Any] | None = None,
     allow_pickle: bool = False,
+    base_dir: Path | None = None,
+    model_dir: Path | None = None,
+    head: str | None = None,
 ) -> torch.nn.Module:
-    """Build ``class_path(**init_kwargs)`` and load a state dict file into it (strict, eval mode, CPU)."""
+    """Build ``class_path(**init_kwargs)`` and load a state dict file into it (strict, eval mode, CPU).
+
+    ``model_dir`` (a model directory, e.g. a pretrained backbone) is passed to the class as the keyword
+    ``model_dir``; ``head`` names the submodule (dotted attribute path) that the weights file fills, strictly,
+    instead of the whole module (the rest comes from ``model_dir``). ``base_dir``: see ``import_class``.
+    """
     weights = Path(weights)
     state = load_state_dict_file(weights, allow_pickle=allow_pickle)
-    cls = import_class(class_path)
+    cls = import_class(class_path, base_dir)
+    kwargs = dict(init_kwargs or {})
+    if model_dir is not None:
+        if "model_dir" in kwargs:
+            raise ValueError("give the model directory as filter.model_dir, not in init_kwargs")
+        if not Path(model_dir).is_dir():
+            raise ValueError(f"model directory not found: {model_dir}")
+        kwargs["model_dir"] = str(model_dir)
     try:
-        module = cls(**(init_kwargs or {}))
+        module = cls(**kwargs)
     except TypeError as exc:
         raise ValueError(f"cannot build {class_path} with init_kwargs {init_kwargs or {}}: {exc}") from exc
-    _check_state_dict(module, state, f"{class_path} (file {weights.name})")
+    except Exception as exc:  # the user's constructor (a model directory it cannot read, ...): one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"cannot build {class_path}: {first}") from exc
+    target = module
+    if head is not None:
+        found: Any = module
+        for part in head.split("."):
+            found = getattr(found, part, None)
+            if not isinstance(found, torch.nn.Module):
+                raise ValueError(f"filter.head {head!r}: {class_path} has no submodule {head!r}")
+        target = found
+    where = f"{class_path}{f'.{head}' if head else ''} (file {weights.name})"
+    _check_state_dict(target, state, where)
     with clear_errors(f"loading {weights.name} into {class_path}"):
-        module.load_state_dict(state, strict=True)
+        target.load_state_dict(state, strict=True)
     return module.eval()
 
 
@@ -191,10 +285,22 @@ class ModuleFilter:
         target_index: int = 1,
         amp: bool = False,
         allow_pickle: bool = False,
+        base_dir: Path | None = None,
+        model_dir: Path | None = None,
+        head: str | None = None,
     ) -> ModuleFilter:
-        """Build the module from its class path and weights file (see ``load_module``)."""
-        module = load_module(class_path, Path(weights), init_kwargs, allow_pickle=allow_pickle)
-        return cls(module, device, target_index, amp, weights_sha256=sha256_file(Path(weights)), name=class_path)
+        """Build the module from its class path and weights file (see ``load_module``).
+
+        ``weights_sha256`` identifies the model in results: the weights file's sha256, or, with a
+        ``model_dir``, the sha256 of ``"model_dir <directory_sha256>\nweights <file sha256>\n"`` (both the
+        directory and the head file)."""
+        module = load_module(class_path, Path(weights), init_kwargs, allow_pickle=allow_pickle, base_dir=base_dir,
+                             model_dir=model_dir, head=head)
+        sha = sha256_file(Path(weights))
+        if model_dir is not None:
+            both = f"model_dir {directory_sha256(Path(model_dir))}\nweights {sha}\n"
+            sha = hashlib.sha256(both.encode()).hexdigest()
+        return cls(module, device, target_index, amp, weights_sha256=sha, name=class_path)
 
     @torch.inference_mode()
     def __call__(self, tokens: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
