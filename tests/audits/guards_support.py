@@ -18,10 +18,11 @@ WORDS = [
     "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "user", "assistant", "USER:", "ASSISTANT:", "Safe",
     "Unsafe", "safe", "unsafe", "Rate", "the", "image", "and", "text:", "rating:", "hello", "world", "cat", "dog",
     "knife", "cake", "bomb", "a", "is", "how", "to", "make", "friendly", "tree", "house", "sun", "moon", "Un",
+    "<|image|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
 ]
 ID = {w: i for i, w in enumerate(WORDS)}
 SPECIAL = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>",
-           "<image>", "<video>"]
+           "<image>", "<video>", "<|image|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
 POLICY = "Rate the image and text: {text}"
 ANSWER = " rating: "
 TILE = 16  # the vision tower's image size
@@ -42,6 +43,12 @@ OV_TEMPLATE = (
 VICUNA_TEMPLATE = (
     "{% for m in messages %}USER: {% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n"
     "{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endfor %}{% if add_generation_prompt %} ASSISTANT:{% endif %}"
+)
+
+LLAMA3_TEMPLATE = (
+    "{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<|image|>{% else %}{{ c['text'] }}{% endif %}{% endfor %}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
 )
 
 
@@ -160,6 +167,31 @@ def build_tiny_qwen(directory: Path, version: str = "2", seed: int = 0) -> Path:
     return _save(model, [ip, tokenizer(QWEN_TEMPLATE, "<|image_pad|>")], directory, False)
 
 
+def build_tiny_mllama(directory: Path, seed: int = 0) -> Path:
+    from transformers import MllamaConfig, MllamaForConditionalGeneration, MllamaTextConfig, MllamaVisionConfig
+    from transformers.models.mllama.image_processing_pil_mllama import MllamaImageProcessorPil
+
+    ip = MllamaImageProcessorPil(size={"height": TILE, "width": TILE}, max_image_tiles=4, image_mean=MEAN,
+                                 image_std=STD)
+    vision = MllamaVisionConfig(
+        hidden_size=16, num_hidden_layers=1, num_global_layers=1, attention_heads=2, intermediate_size=32,
+        vision_output_dim=32, image_size=TILE, patch_size=PATCH, max_num_tiles=4, intermediate_layers_indices=[0],
+    )
+    text = MllamaTextConfig(
+        vocab_size=len(WORDS), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, cross_attention_layers=[1], max_position_embeddings=1024, pad_token_id=0,
+        bos_token_id=2, eos_token_id=3,
+    )
+    config = MllamaConfig(vision_config=vision, text_config=text, image_token_index=ID["<|image|>"])
+    torch.manual_seed(seed)
+    model = MllamaForConditionalGeneration(config).eval()
+    with torch.no_grad():  # the tanh gates start at 0: the text would not see the image
+        for name, param in model.named_parameters():
+            if "gate" in name and param.numel() <= 1:
+                param.fill_(1.0)
+    return _save(model, [ip, tokenizer(LLAMA3_TEMPLATE, "<|image|>")], directory, False)
+
+
 def reference_processor(directory: Path, model_type: str) -> Any:
     """transformers' own processor class for the family, around the directory's image processor and tokenizer.
 
@@ -170,7 +202,8 @@ def reference_processor(directory: Path, model_type: str) -> Any:
     from transformers import AutoImageProcessor, AutoTokenizer
 
     names = {"llava_onevision": "LlavaOnevisionProcessor", "llava_next": "LlavaNextProcessor",
-             "qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor", "llava": "LlavaProcessor"}
+             "qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor", "llava": "LlavaProcessor",
+             "mllama": "MllamaProcessor"}
     base = getattr(transformers, names[model_type])
 
     class NoVideo(base):  # type: ignore[misc, valid-type]

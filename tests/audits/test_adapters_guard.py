@@ -32,10 +32,11 @@ BUILDERS: dict[str, Callable[[Path], Path]] = {
     "llava_next": gs.build_tiny_next,
     "qwen2_vl": lambda d: gs.build_tiny_qwen(d, "2"),
     "qwen2_5_vl": lambda d: gs.build_tiny_qwen(d, "2.5"),
+    "mllama": gs.build_tiny_mllama,
 }
 # Image sizes (H, W) that the processor does not resample anywhere, per family
 EXACT = {"llava_onevision": [(16, 16)], "llava_next": [(16, 16)], "qwen2_vl": [(16, 16), (32, 24)],
-         "qwen2_5_vl": [(16, 24)]}
+         "qwen2_5_vl": [(16, 24)], "mllama": [(16, 16), (32, 32), (16, 48)]}
 FAMILIES = list(BUILDERS)
 
 

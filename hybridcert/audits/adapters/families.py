@@ -15,7 +15,10 @@ import torch
 from hybridcert.audits.adapters import vision
 from hybridcert.audits.adapters.guard import GuardFilter
 
-__all__ = ["FAMILIES", "AnyresFamily", "LlavaFamily", "LlavaNextFamily", "LlavaOnevisionFamily", "QwenVLFamily"]
+__all__ = [
+    "FAMILIES", "AnyresFamily", "LlavaFamily", "LlavaNextFamily", "LlavaOnevisionFamily", "MllamaFamily",
+    "QwenVLFamily",
+]
 
 
 def _size(ip: Any, key: str) -> dict[str, Any]:
@@ -52,6 +55,7 @@ class LlavaFamily(_MeasuredTokens):
     def _image_setup(self) -> None:
         ip = self.image_processor
         self.normalize = vision.Normalizer(ip)
+        self.mode = vision.resample_mode(ip)
         self.do_pad = bool(getattr(ip, "do_pad", False))
         self.do_resize = bool(getattr(ip, "do_resize", True))
         self.do_center_crop = bool(getattr(ip, "do_center_crop", False))
@@ -75,7 +79,7 @@ class LlavaFamily(_MeasuredTokens):
             top, left = (side - h) // 2, (side - w) // 2
             x = vision.pad(x, top, side - h - top, left, side - w - left, fill)
         if self.do_resize:
-            x = vision.resize(x, vision.size_hw(self.size, int(x.shape[-2]), int(x.shape[-1])))
+            x = vision.resize(x, vision.size_hw(self.size, int(x.shape[-2]), int(x.shape[-1])), self.mode)
         if self.do_center_crop and self.crop_hw is not None:
             x = vision.center_crop(x, self.crop_hw)
         if tuple(x.shape[-2:]) != self.image_hw:
@@ -89,6 +93,7 @@ class AnyresFamily(_MeasuredTokens):
     def _image_setup(self) -> None:
         ip = self.image_processor
         self.normalize = vision.Normalizer(ip)
+        self.mode = vision.resample_mode(ip)
         pinpoints = getattr(ip, "image_grid_pinpoints", None)
         model_pinpoints = getattr(self.model.config, "image_grid_pinpoints", None)
         if not pinpoints:
@@ -111,9 +116,10 @@ class AnyresFamily(_MeasuredTokens):
 
     def _tiles(self, x: torch.Tensor) -> torch.Tensor:
         patches = []
-        for patch in vision.anyres_tiles(x, self.pinpoints, self.tile, self.base_hw):
+        for patch in vision.anyres_tiles(x, self.pinpoints, self.tile, self.base_hw, self.mode):
             if self.do_resize:
-                patch = vision.resize(patch, vision.size_hw(self.size, int(patch.shape[-2]), int(patch.shape[-1])))
+                hw = vision.size_hw(self.size, int(patch.shape[-2]), int(patch.shape[-1]))
+                patch = vision.resize(patch, hw, self.mode)
             if self.do_center_crop and self.crop_hw is not None:
                 patch = vision.center_crop(patch, self.crop_hw)
             patches.append(self.normalize(patch))
@@ -168,6 +174,7 @@ class QwenVLFamily(GuardFilter):
     def _image_setup(self) -> None:
         ip = self.image_processor
         self.normalize = vision.Normalizer(ip)
+        self.mode = vision.resample_mode(ip)
         self.patch = int(ip.patch_size)
         self.merge = int(ip.merge_size)
         self.temporal = int(ip.temporal_patch_size)
@@ -195,7 +202,7 @@ class QwenVLFamily(GuardFilter):
         return (rh // self.patch) * (rw // self.patch) // (self.merge * self.merge)
 
     def image_inputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = vision.resize(images, self._hw(int(images.shape[-2]), int(images.shape[-1])))
+        x = vision.resize(images, self._hw(int(images.shape[-2]), int(images.shape[-1])), self.mode)
         pixels, (gh, gw) = vision.qwen_patchify(self.normalize(x), self.patch, self.merge, self.temporal)
         grid = torch.tensor([[1, gh, gw]], dtype=torch.long, device=self.device).expand(images.shape[0], 3)
         return {"pixel_values": pixels, "image_grid_thw": grid}
@@ -214,10 +221,77 @@ class Qwen25VLFamily(QwenVLFamily):
     model_class = "Qwen2_5_VLForConditionalGeneration"
 
 
+class MllamaFamily(GuardFilter):
+    """Llama 3.2 Vision (``mllama``; Llama Guard 3 Vision): one ``<|image|>`` token, cross-attention to tiles.
+
+    The image is resized to fit the best canvas of at most ``max_image_tiles`` tiles, padded with black at the
+    bottom and right, normalised and cut into tiles; ``aspect_ratio_ids`` / ``aspect_ratio_mask`` name the
+    arrangement and ``cross_attention_mask`` lets every token from the image token on see the image's tiles
+    (left padding sees none), as the Mllama processor builds them.
+    """
+
+    model_types = ("mllama",)
+    model_class = "MllamaForConditionalGeneration"
+
+    def _image_setup(self) -> None:
+        from transformers.models.mllama.image_processing_pil_mllama import get_all_supported_aspect_ratios
+
+        ip = self.image_processor
+        self.normalize = vision.Normalizer(ip)
+        self.mode = vision.resample_mode(ip)
+        size = _size(ip, "size")
+        if size.get("height") != size.get("width") or not size.get("height"):
+            raise ValueError(f"the Mllama image processor needs a square tile size, got {size}")
+        self.tile = int(size["height"])
+        self.max_tiles = int(getattr(ip, "max_image_tiles", 4))
+        model_tiles = int(getattr(self.model.config.vision_config, "max_num_tiles", self.max_tiles))
+        if model_tiles != self.max_tiles:
+            raise ValueError(
+                f"the image processor's max_image_tiles {self.max_tiles} differs from the model's {model_tiles}"
+            )
+        self.arrangements = [tuple(a) for a in get_all_supported_aspect_ratios(self.max_tiles)]
+
+    def n_image_tokens(self, h: int, w: int) -> int:
+        return 1  # cross-attention: the placeholder is not expanded
+
+    def _prompt_text(self, prompt: str) -> str:
+        from transformers.models.mllama.processing_mllama import build_string_from_input
+
+        bos = getattr(self.tokenizer, "bos_token", None)
+        return str(build_string_from_input(prompt, str(bos), self.image_token)) if bos else prompt
+
+    def image_inputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        b = images.shape[0]
+        (rows, cols), (nh, nw) = vision.mllama_layout(int(images.shape[-2]), int(images.shape[-1]), self.max_tiles,
+                                                      self.tile)
+        x = vision.resize(images, (nh, nw), self.mode)
+        x = self.normalize(vision.pad(x, 0, rows * self.tile - nh, 0, cols * self.tile - nw, 0.0))
+        tiles = vision.split_tiles(x, rows, cols)
+        n = rows * cols
+        pixels = torch.zeros(b, 1, self.max_tiles, *tiles.shape[2:], dtype=tiles.dtype, device=tiles.device)
+        pixels[:, 0, :n] = tiles
+        ids = torch.full((b, 1), self.arrangements.index((rows, cols)) + 1, dtype=torch.long, device=self.device)
+        mask = torch.zeros(b, 1, self.max_tiles, dtype=torch.long, device=self.device)
+        mask[:, :, :n] = 1
+        return {"pixel_values": pixels, "aspect_ratio_ids": ids, "aspect_ratio_mask": mask}
+
+    def model_inputs(self, tokens: torch.Tensor, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        inputs = super().model_inputs(tokens, images)
+        ids = inputs["input_ids"]
+        n = int(inputs["aspect_ratio_mask"][0, 0].sum())
+        first = (ids == self.image_token_id).int().argmax(dim=1)
+        sees = torch.arange(ids.shape[1], device=ids.device)[None, :] >= first[:, None]
+        cross = torch.zeros(*ids.shape, 1, self.max_tiles, dtype=torch.long, device=ids.device)
+        cross[:, :, 0, :n] = sees[:, :, None].long()
+        inputs["cross_attention_mask"] = cross
+        return inputs
+
+
 FAMILIES: dict[str, type[GuardFilter]] = {
     "llava": LlavaFamily,
     "llava_next": LlavaNextFamily,
     "llava_onevision": LlavaOnevisionFamily,
+    "mllama": MllamaFamily,
     "qwen2_vl": Qwen2VLFamily,
     "qwen2_5_vl": Qwen25VLFamily,
 }

@@ -308,6 +308,10 @@ class GuardFilter:
         """How many placeholder tokens the processor gives an image of size h x w."""
         raise NotImplementedError
 
+    def _prompt_text(self, prompt: str) -> str:
+        """The prompt text as the family's processor completes it before tokenising (default: unchanged)."""
+        return prompt
+
     def text_inputs(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> dict[str, torch.Tensor]:
         """The text tensors of the forward pass (families without 1-d positions override this)."""
         return {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
@@ -338,7 +342,7 @@ class GuardFilter:
             prompt = prompt.replace(IMAGE_MARK, self.image_token)
         if prompt.count(TEXT_MARK) != 1:
             raise ValueError(f"prompt must contain {TEXT_MARK} exactly once, got {prompt!r}")
-        prefix, suffix = prompt.split(TEXT_MARK)
+        prefix, suffix = self._prompt_text(prompt).split(TEXT_MARK)
         bos = getattr(self.tokenizer, "bos_token", None)
         add_special = not (bos and prefix.startswith(str(bos)))  # a template that writes BOS itself
         prefix_ids = list(self.tokenizer(prefix, add_special_tokens=add_special)["input_ids"])

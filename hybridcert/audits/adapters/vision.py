@@ -25,11 +25,23 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+RESAMPLE_MODES = {2: "bilinear", 3: "bicubic"}  # PIL's filter numbers -> torch's antialiased modes
 
-def resize(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """PIL's bicubic resize of [B, C, H, W] in [0, 1], in floating point; identity when the size is the same.
 
-    Like PIL: antialiased bicubic with a = -0.5 (torch's ``antialias=True`` kernel), separable, each pass
+def resample_mode(image_processor: Any) -> str:
+    """The torch mode matching the processor's PIL ``resample`` (bilinear or bicubic; ValueError otherwise)."""
+    value = getattr(image_processor, "resample", 3)
+    value = 3 if value is None else int(value)
+    if value not in RESAMPLE_MODES:
+        raise ValueError(f"the image processor's resample filter {value} is not supported (bilinear 2, bicubic 3)")
+    return RESAMPLE_MODES[value]
+
+
+def resize(x: torch.Tensor, hw: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
+    """PIL's bicubic (or bilinear) resize of [B, C, H, W] in [0, 1], in floating point (same size: identity).
+
+    Like PIL: antialiased filters (torch's ``antialias=True`` kernels: PIL's bicubic a = -0.5 and its
+    triangle filter), separable, each pass
     clipped to [0, 1] (PIL clips its 8-bit intermediate and result; it also rounds them, which we do not:
     that is the processor's own 8-bit rounding, about 1/255 in all). The pass order matters where an
     intermediate overshoot is clipped. Pillow 13 (installed here) runs the vertical pass first when the
@@ -44,7 +56,7 @@ def resize(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     passes = [(oh, w), (oh, ow)] if oh < h and ow > w else [(h, ow), (oh, ow)]
     for size in passes:
         if tuple(x.shape[-2:]) != size:
-            x = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0.0, 1.0)
+            x = F.interpolate(x, size=size, mode=mode, align_corners=False, antialias=True).clamp(0.0, 1.0)
     return x
 
 
@@ -126,7 +138,7 @@ def anyres_layout(h: int, w: int, pinpoints: Sequence[Sequence[int]]) -> tuple[t
 
 
 def anyres_tiles(
-    x: torch.Tensor, pinpoints: Sequence[Sequence[int]], tile: int, base_hw: tuple[int, int]
+    x: torch.Tensor, pinpoints: Sequence[Sequence[int]], tile: int, base_hw: tuple[int, int], mode: str = "bicubic"
 ) -> list[torch.Tensor]:
     """[base image resized to ``base_hw``] + the tiles of the anyres grid (each [B, C, tile, tile]), row-major.
 
@@ -136,12 +148,12 @@ def anyres_tiles(
     """
     h, w = int(x.shape[-2]), int(x.shape[-1])
     (bh, bw), (nh, nw) = anyres_layout(h, w, pinpoints)
-    resized = resize(x, (nh, nw))
+    resized = resize(x, (nh, nw), mode)
     py, ry = divmod(bh - nh, 2)
     px, rx = divmod(bw - nw, 2)
     canvas = pad(resized, py, py + ry, px, px + rx, 0.0)
     tiles = [canvas[:, :, i:i + tile, j:j + tile] for i in range(0, bh, tile) for j in range(0, bw, tile)]
-    return [resize(x, base_hw), *tiles]
+    return [resize(x, base_hw, mode), *tiles]
 
 
 def qwen_resized_hw(h: int, w: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
@@ -169,3 +181,24 @@ def qwen_patchify(x: torch.Tensor, patch: int, merge: int, temporal: int) -> tup
     y = y.permute(0, 2, 5, 3, 6, 1, 4, 7)  # b, gh/m, gw/m, m_h, m_w, c, p_h, p_w
     y = y.unsqueeze(6).expand(*y.shape[:6], temporal, patch, patch)
     return y.reshape(b * gh * gw, c * temporal * patch * patch), (gh, gw)
+
+
+def mllama_layout(h: int, w: int, max_tiles: int, tile: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((tiles down, tiles across), resized size) of Mllama's tiled canvas, from its processor's own functions."""
+    from transformers.models.mllama.image_processing_pil_mllama import (
+        get_image_size_fit_to_canvas,
+        get_optimal_tiled_canvas,
+    )
+
+    ch, cw = get_optimal_tiled_canvas(image_height=h, image_width=w, max_image_tiles=max_tiles, tile_size=tile)
+    nh, nw = get_image_size_fit_to_canvas(
+        image_height=h, image_width=w, canvas_height=int(ch), canvas_width=int(cw), tile_size=tile
+    )
+    return (int(ch) // tile, int(cw) // tile), (int(nh), int(nw))
+
+
+def split_tiles(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """[B, C, rows * t, cols * t] -> [B, rows * cols, C, t, t], row-major (Mllama's ``split_to_tiles``)."""
+    b, c, h, w = x.shape
+    th, tw = h // rows, w // cols
+    return x.reshape(b, c, rows, th, cols, tw).permute(0, 2, 4, 1, 3, 5).reshape(b, rows * cols, c, th, tw)
