@@ -70,9 +70,12 @@ def render(template: str, context: dict[str, Any]) -> str:
     return environment().get_template(template).render(**context)
 
 
-def build_context(bundle: Bundle, acceptance: AcceptanceResult, signing: SigningInfo | None) -> dict[str, Any]:
-    """Everything report.html.j2 shows, taken from the bundle (and derived from it deterministically)."""
+def build_context(bundle: Bundle, acceptance: AcceptanceResult, signing: SigningInfo | None,
+                  attack: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything report.html.j2 shows, taken from the bundle (and derived from it deterministically), plus the
+    attack summary found next to it (``reports.evidence.attack_summary``), if any."""
     from hybridcert.reports import plots  # matplotlib: only when rendering
+    from hybridcert.reports.evidence import baselines_table
 
     res = bundle.results
     radii = radius_matrix(bundle)
@@ -120,6 +123,8 @@ def build_context(bundle: Bundle, acceptance: AcceptanceResult, signing: Signing
         "change_history": res.change_history,
         "sequential": bundle.raw["config"].get("sequential") if isinstance(bundle.raw["config"].get("sequential"),
                                                                             dict) else None,
+        "baselines": baselines_table(bundle.raw),
+        "attack": attack,
         "inputs_shown": res.inputs[:MAX_INPUT_ROWS],
         "inputs_omitted": max(0, n - MAX_INPUT_ROWS),
         # scalar aggregates as recorded; list-valued ones (the runner's rate grid) are in results.json and are
@@ -130,9 +135,10 @@ def build_context(bundle: Bundle, acceptance: AcceptanceResult, signing: Signing
     }
 
 
-def render_report(bundle: Bundle, acceptance: AcceptanceResult, signing: SigningInfo | None) -> str:
+def render_report(bundle: Bundle, acceptance: AcceptanceResult, signing: SigningInfo | None,
+                  attack: dict[str, Any] | None = None) -> str:
     """The compliance report as one self-contained HTML document (inline CSS and SVG, no scripts)."""
-    return render(REPORT_TEMPLATE, build_context(bundle, acceptance, signing))
+    return render(REPORT_TEMPLATE, build_context(bundle, acceptance, signing, attack))
 
 
 def fmt_down(x: float | None, digits: int = 4) -> str:

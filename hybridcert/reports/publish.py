@@ -160,7 +160,9 @@ def render_and_sign(
     acc = acceptance(bundle, criteria)
     signed_at = _utc(signing_time or dt.datetime.now(dt.UTC))
     info = signing_info(ident, signed_at, tsa_url)
-    html = render_report(bundle, acc, info)
+    from hybridcert.reports.evidence import attack_summary
+
+    html = render_report(bundle, acc, info, attack_summary(folder, bundle.raw))
     _write(folder / HTML, html.encode("utf-8"))
     pdf = render_pdf(html, bundle.file_bytes, bundle.results.created_at)
     signed = sign_pdf(pdf, ident, reason=f"hybridcert compliance report {bundle.report_id}", tsa_url=tsa_url)
