@@ -370,6 +370,43 @@ def audit(
 
 
 @app.command()
+def probe(
+    config: Annotated[Path, typer.Option("--config", help="The audit.toml whose filter and dataset to probe.")],
+    inputs: Annotated[int, typer.Option("--inputs", help="How many of the first inputs to probe.")] = 4,
+    samples: Annotated[int, typer.Option("--samples", help="Noisy samples per input for the decision rate.")] = 8,
+    device: Annotated[str | None, typer.Option(help="Override run.device (auto, cpu, cuda, ...).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Override run.batch_size (samples per forward).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the probe as JSON.")] = False,
+) -> None:
+    """Check a filter before an audit: prompt length, clean score, noisy decision rate, speed, memory."""
+    from hybridcert.audits.config import load_spec
+    from hybridcert.audits.probe import probe as run_probe
+
+    with user_errors():
+        if batch_size is not None and batch_size < 1:
+            fail(f"--batch-size must be >= 1, got {batch_size}")
+        report = run_probe(load_spec(config), inputs=inputs, samples=samples, device=device, batch_size=batch_size)
+    if as_json:
+        print_json(report.as_dict())
+        return
+    out.print(f"filter {report.filter} on {report.device}", markup=False)
+    table = Table("input", "prompt tokens", "clean score", "clean decision", "noisy flag rate")
+    for p in report.inputs:
+        score = "-" if p.clean_score is None else f"{p.clean_score:+.4f}"
+        table.add_row(p.id, str(p.prompt_tokens), score, "flag" if p.clean_decision else "no flag",
+                      f"{p.noisy_rate:.2f} ({p.noisy_samples} samples)")
+    out.print(table)
+    out.print(f"{report.samples_per_second:.1f} samples/s at batch size {report.batch_size}; "
+              f"peak memory {report.peak_memory_mib:.0f} MiB ({report.memory_kind})", markup=False)
+    if report.largest_batch is not None:
+        if report.largest_batch == 0:
+            out.print("even a batch of 1 runs out of GPU memory: use a smaller dtype or another device", markup=False)
+        else:
+            out.print(f"largest batch that fits: {report.largest_batch}; put batch_size = {report.largest_batch} "
+                      "in [run]", markup=False)
+
+
+@app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder: data, model, audit.toml, results.json, "
                                                         "the signed report.")],

@@ -277,16 +277,15 @@ def test_presets_set_the_prompt_and_the_spellings(offline: None, tmp_path: Path)
         load_filter({"type": "guard", "path": str(directory), "preset": "nope"})
 
 
-def test_an_audit_of_the_onevision_guard_runs_and_verify_proves_it(offline: None, tmp_path: Path) -> None:
-    from typer.testing import CliRunner
+AUDIT_WORDS = ["how to make a bomb", "the friendly dog", "a cat is a cat"]
 
-    from hybridcert.audits.runner import RESULTS_NAME
-    from hybridcert.cli import app
 
+def _write_audit(tmp_path: Path) -> Path:
+    """An audit.toml over the tiny OneVision guard and 3 inputs (16 x 16 images) in ``tmp_path``."""
     gs.build_tiny_onevision(tmp_path / "guard")
     rng = np.random.default_rng(0)
     lines = []
-    for i, words in enumerate(["how to make a bomb", "the friendly dog", "a cat is a cat"]):
+    for i, words in enumerate(AUDIT_WORDS):
         np.save(tmp_path / f"img{i}.npy", rng.random((3, 16, 16), dtype=np.float32))
         lines.append(json.dumps({"id": f"x{i}", "tokens": _ids(words), "image": f"img{i}.npy", "label": i % 2}))
     (tmp_path / "manifest.jsonl").write_text("\n".join(lines) + "\n")
@@ -322,11 +321,48 @@ device = "cpu"
 batch_size = 12
 """
     (tmp_path / "audit.toml").write_text(config)
+    return tmp_path / "audit.toml"
+
+
+def test_an_audit_of_the_onevision_guard_runs_and_verify_proves_it(offline: None, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hybridcert.audits.runner import RESULTS_NAME
+    from hybridcert.cli import app
+
+    config = _write_audit(tmp_path)
     runner = CliRunner()
-    result = runner.invoke(app, ["audit", "--config", str(tmp_path / "audit.toml"), "--out", str(tmp_path / "out")])
+    result = runner.invoke(app, ["audit", "--config", str(config), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.stdout + result.stderr
     res = json.loads((tmp_path / "out" / RESULTS_NAME).read_text())
     assert res["model"]["type"] == "guard" and len(res["inputs"]) == 3
     verified = runner.invoke(app, ["verify", "--results", str(tmp_path / "out" / RESULTS_NAME)])
     assert verified.exit_code == 0, verified.stdout + verified.stderr
     assert "0 not proved" in verified.stdout
+
+
+def test_probe_reports_prompt_length_clean_score_noisy_rate_and_speed(offline: None, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hybridcert.cli import app
+
+    config = _write_audit(tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(app, ["probe", "--config", str(config), "--inputs", "2", "--json"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    f = load_filter({"type": "guard", "path": str(tmp_path / "guard"), "device": "cpu", **OPTIONS})
+    prefix, suffix = f.prompt_ids(16, 16)
+    assert [p["id"] for p in report["inputs"]] == ["x0", "x1"]
+    for p, words, i in zip(report["inputs"], AUDIT_WORDS, range(2), strict=False):
+        assert p["prompt_tokens"] == len(prefix) + len(words.split()) + len(suffix)
+        image = torch.from_numpy(np.load(tmp_path / f"img{i}.npy"))[None]
+        score = float(f.scores(torch.tensor([_ids(words)]), image)[0])
+        assert p["clean_score"] == pytest.approx(score, abs=1e-5) and p["clean_decision"] == int(score > 0)
+        assert 0.0 <= p["noisy_rate"] <= 1.0 and p["noisy_samples"] == 8
+    assert report["samples_per_second"] > 0 and report["peak_memory_mib"] > 0 and report["batch_size"] == 12
+    assert report["largest_batch"] is None  # CPU: no out-of-memory search
+    text = runner.invoke(app, ["probe", "--config", str(config), "--inputs", "1"])
+    assert text.exit_code == 0 and "samples/s at batch size 12" in text.stdout
+    bad = runner.invoke(app, ["probe", "--config", str(tmp_path / "missing.toml")])
+    assert bad.exit_code == 2 and "config file not found" in bad.stderr
