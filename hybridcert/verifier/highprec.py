@@ -13,6 +13,7 @@ absolute and relative error, and soundness (the theory may never be above the hi
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from scipy.optimize import brentq
 from scipy.special import ndtr
 
 from hybridcert.verifier.impl import THEORY, Implementation
-from hybridcert.verifier.reference import NoiseParams, exact_atoms, knapsack, raw_outcomes
+from hybridcert.verifier.reference import NoiseParams, exact_atoms, knapsack, raw_field_outcomes, raw_outcomes
 from hybridcert.verifier.result import CheckResult
 
 DPS = 50
@@ -72,10 +73,17 @@ class RawProblem:
     n_outcomes: int
 
     @staticmethod
-    def build(noise: NoiseParams, budget: int) -> RawProblem:
+    def build(noise: NoiseParams, budget: int, fields: tuple[int, ...] | None = None) -> RawProblem:
+        """Raw token sequences at ``budget`` positions, or raw category tuples at the changed ``fields``
+        (their arities) for per-field arities."""
         clean, attacked, ratio, log_ratio = [], [], [], []
         c0, a_inf, n = Fraction(0), Fraction(0), 0
-        for c, a in raw_outcomes(noise.kernel, noise.vocab_size, noise.beta, budget):
+        if fields is not None:
+            outcomes = raw_field_outcomes(noise.kernel, fields, noise.beta)
+        else:
+            assert isinstance(noise.vocab_size, int)
+            outcomes = raw_outcomes(noise.kernel, noise.vocab_size, noise.beta, budget)
+        for c, a in outcomes:
             n += 1
             if c == 0:
                 a_inf += a
@@ -96,11 +104,11 @@ def _mp(x: Fraction) -> mpmath.mpf:
 class HighPrecisionSolver:
     """Worst case and radius of the joint NP problem by quadrature and Newton's method (see module doc)."""
 
-    def __init__(self, noise: NoiseParams, budget: int) -> None:
+    def __init__(self, noise: NoiseParams, budget: int, fields: tuple[int, ...] | None = None) -> None:
         self.noise = noise
         self.budget = budget
         with mp.workdps(DPS + 10):
-            self.problem = RawProblem.build(noise, budget)
+            self.problem = RawProblem.build(noise, budget, fields)
         self._parts: tuple[np.ndarray, np.ndarray, np.ndarray, float] | None = None
 
     # F, G and their partial derivatives at (u, e) -------------------------------------------------------
@@ -223,6 +231,34 @@ class HighPrecisionSolver:
         return float(brentq(lambda x: self._float_worst(p_a, x) - tau, lo, hi, xtol=1e-14, rtol=1e-14))
 
 
+class FieldSubsetSolver:
+    """Per-field arities (docs/theory.md §9): one raw-outcome solver per subset S of at most ``budget`` fields
+    (every subset, by field index: no grouping by arity, no pruning, no reliance on "exactly d suffices");
+    the worst case and the radius are the minimum over S."""
+
+    def __init__(self, noise: NoiseParams, budget: int) -> None:
+        assert isinstance(noise.vocab_size, tuple)
+        arities = noise.vocab_size
+        self.solvers = [
+            HighPrecisionSolver(noise, size, tuple(arities[i] for i in subset))
+            for size in range(min(budget, len(arities)) + 1)
+            for subset in itertools.combinations(range(len(arities)), size)
+        ]
+        self.n_outcomes = sum(s.problem.n_outcomes for s in self.solvers)
+
+    def worst_case(self, p_a: float, radius: float) -> mpmath.mpf:
+        return min(s.worst_case(p_a, radius) for s in self.solvers)
+
+    def radius(self, p_a: float, tau: float) -> mpmath.mpf:
+        return min(s.radius(p_a, tau) for s in self.solvers)
+
+
+def make_solver(noise: NoiseParams, budget: int) -> HighPrecisionSolver | FieldSubsetSolver:
+    if isinstance(noise.vocab_size, tuple):
+        return FieldSubsetSolver(noise, budget)
+    return HighPrecisionSolver(noise, budget)
+
+
 # ------------------------------------------------------------------------------------------------------------
 # The check
 # ------------------------------------------------------------------------------------------------------------
@@ -291,7 +327,7 @@ def check_highprec(
         if progress:
             progress(f"highprec: {case.describe()}")
         n = case.noise
-        solver = HighPrecisionSolver(n, case.budget)
+        solver = make_solver(n, case.budget)
         try:
             theory = impl.make_noise(n.kernel, n.vocab_size, n.beta, n.sigma)
             if case.radius is not None:
@@ -311,7 +347,7 @@ def check_highprec(
             rel = diff / exact if exact != 0 else (mp.mpf(0) if diff == 0 else mp.inf)
         result.record(float(diff), float(rel))
         result.details.append({"case": case.describe(), "exact": mpmath.nstr(exact, 30), "theory": got,
-                               "error": float(diff), "outcomes": solver.problem.n_outcomes})
+                               "error": float(diff), "outcomes": _outcomes(solver)})
         if diff > SOUNDNESS_SLACK * scale:
             result.fail(f"{case.describe()}: theory {got!r} is ABOVE the exact {mpmath.nstr(exact, 20)} (unsound)")
         elif -diff > ACCURACY * scale:
@@ -319,3 +355,29 @@ def check_highprec(
                         f"{mpmath.nstr(exact, 20)} (more than {ACCURACY:g})")
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _outcomes(solver: HighPrecisionSolver | FieldSubsetSolver) -> int:
+    return solver.n_outcomes if isinstance(solver, FieldSubsetSolver) else solver.problem.n_outcomes
+
+
+def random_field_cases(rng: np.random.Generator, n_worst: int, n_radius: int) -> list[Case]:
+    """Small tabular configurations: 2-3 fields of arities 2..3, budgets 1..2, all kernels (docs/theory.md §9)."""
+    kernels = ("uniform-other", "absorb", "uniform-all")
+    cases: list[Case] = []
+    i = 0
+    while len(cases) < n_worst + n_radius:
+        kernel = kernels[i % 3]
+        i += 1
+        arities = tuple(int(v) for v in rng.integers(2, 4, int(rng.integers(2, 4))))
+        d = int(rng.integers(1, 3))
+        beta = float(np.round(rng.uniform(0.1, 0.9), 6))
+        sigma = float(np.round(rng.uniform(0.25, 1.5), 6))
+        p = float(np.round(rng.uniform(0.9, 0.9995), 8))
+        tau = 0.5 if rng.random() < 0.5 else float(np.round(10 ** rng.uniform(-3, -1), 8))
+        noise = NoiseParams(kernel, arities, beta, sigma)
+        if len(cases) < n_worst:
+            cases.append(Case(noise, p, d, float(np.round(rng.uniform(0.05, 1.0) * sigma, 6)), tau))
+        else:
+            cases.append(Case(noise, p, d, None, tau))
+    return cases

@@ -45,7 +45,7 @@ class Implementation:
     cohen_worst_case: Callable[..., Any] = cohen_worst_case
     knapsack_worst_case: Callable[..., Any] = knapsack_worst_case
 
-    def make_noise(self, kernel: str, vocab_size: int, beta: float, sigma: float) -> NoiseLike:
+    def make_noise(self, kernel: str, vocab_size: int | tuple[int, ...], beta: float, sigma: float) -> NoiseLike:
         return self.noise(kernel, vocab_size, beta, sigma)
 
     def make_kernel(self, kernel: str, vocab_size: int, beta: float) -> KernelLike:

@@ -31,7 +31,14 @@ import numpy as np
 from mpmath import iv, mp
 from scipy.special import ndtr
 
-from hybridcert.verifier.reference import ExactAtoms, NoiseParams, exact_atoms, knapsack
+from hybridcert.verifier.reference import (
+    ExactAtoms,
+    NoiseParams,
+    choice_atoms,
+    exact_atoms,
+    field_choices,
+    knapsack,
+)
 
 DPS = 60  # decimal digits of the interval arithmetic
 _WITNESS_DPS = 45
@@ -255,9 +262,30 @@ def prove_worst_case(
         raise ValueError(f"radius must be >= 0 (or inf), got {radius!r}")
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
         raise ValueError(f"budget must be an integer >= 0, got {budget!r}")
+    if isinstance(noise.vocab_size, tuple):
+        # one arity per field (docs/theory.md §9): the claim holds only if it holds for EVERY choice of fields
+        worst: Proof | None = None
+        for parts in field_choices(noise.vocab_size, budget):
+            atoms = choice_atoms(noise.kernel, noise.beta, parts)
+            proof = _prove_atoms(atoms, noise, p_a, budget, radius, tau, dps)
+            if not proof.proved:
+                fields = ", ".join(f"{k} of arity {v}" for v, k in parts) or "none"
+                return Proof(budget, radius, tau, False, 0.0, proof.method,
+                             f"fields changed ({fields}): {proof.reason}")
+            if worst is None or proof.lower_bound < worst.lower_bound:
+                worst = proof
+        assert worst is not None
+        return worst
+    atoms = exact_atoms(noise.kernel, noise.vocab_size, noise.beta, budget)
+    return _prove_atoms(atoms, noise, p_a, budget, radius, tau, dps)
+
+
+def _prove_atoms(
+    atoms: ExactAtoms, noise: NoiseParams, p_a: float, budget: int, radius: float, tau: float, dps: int
+) -> Proof:
+    """The proof of ``prove_worst_case`` for one set of exact atoms."""
     p = Fraction(p_a)
     t_exact = Fraction(tau)
-    atoms = exact_atoms(noise.kernel, noise.vocab_size, noise.beta, budget)
     if math.isinf(radius) or p == 1:
         worst = 1 - atoms.a_inf if p == 1 else Fraction(0)
         ok = p == 1 and worst >= t_exact

@@ -26,17 +26,25 @@ CLEAN_TOKEN, ATTACKED_TOKEN = 0, 1  # at each differing position: x1_j = 0, x1'_
 
 @dataclass(frozen=True)
 class NoiseParams:
-    """The noise configuration a certificate is about (THEORY 1): kernel, alphabet size V, beta, sigma."""
+    """The noise configuration a certificate is about (THEORY 1): kernel, alphabet size V, beta, sigma.
+
+    ``vocab_size`` may be a tuple, one arity per categorical field (docs/theory.md §9): the budget then counts
+    changed fields and a certificate must hold for every choice of fields (``field_choices``)."""
 
     kernel: str
-    vocab_size: int
+    vocab_size: int | tuple[int, ...]
     beta: float
     sigma: float
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNEL_NAMES:
             raise ValueError(f"kernel must be one of {', '.join(KERNEL_NAMES)}, got {self.kernel!r}")
-        if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, int) or self.vocab_size < 2:
+        if isinstance(self.vocab_size, list | tuple):
+            if not self.vocab_size or any(isinstance(v, bool) or not isinstance(v, int) or v < 2
+                                          for v in self.vocab_size):
+                raise ValueError(f"vocab_size must list integers >= 2, one per field, got {self.vocab_size!r}")
+            object.__setattr__(self, "vocab_size", tuple(self.vocab_size))
+        elif isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, int) or self.vocab_size < 2:
             raise ValueError(f"vocab_size must be an integer >= 2, got {self.vocab_size!r}")
         if not (isinstance(self.beta, int | float) and 0.0 < float(self.beta) <= 1.0):
             raise ValueError(f"beta must lie in (0, 1], got {self.beta!r}")
@@ -169,3 +177,70 @@ def knapsack(atoms: ExactAtoms, p_a: Fraction) -> Fraction:
         else:
             return value + a * room / c
     return value
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Heterogeneous arities (docs/theory.md §9)
+# ------------------------------------------------------------------------------------------------------------
+
+
+def field_choices(arities: tuple[int, ...], budget: int) -> list[tuple[tuple[int, int], ...]]:
+    """Every choice of exactly min(budget, m) changed fields, as ((arity, count), ...) per distinct arity.
+
+    Fields of equal arity are interchangeable (the kernel is symmetric in the category values), so this covers
+    every subset of fields; nothing else is pruned (the verifier does not rely on the engine's lemmas).
+    """
+    classes: dict[int, int] = {}
+    for v in arities:
+        classes[v] = classes.get(v, 0) + 1
+    items = sorted(classes.items())
+    d = min(budget, len(arities))
+    out = []
+    for counts in itertools.product(*(range(n + 1) for _, n in items)):
+        if sum(counts) == d:
+            out.append(tuple((v, k) for (v, _), k in zip(items, counts, strict=True) if k > 0))
+    return out
+
+
+@lru_cache(maxsize=1024)
+def choice_atoms(kernel: str, beta: float, parts: tuple[tuple[int, int], ...]) -> ExactAtoms:
+    """Exact atoms of changing ``count`` fields of each ``arity`` in ``parts`` (THEORY 3 table per field, counts
+    (na, nb, nc) per arity with multinomial multiplicities, products across arities; equal ratios merged)."""
+    per_class = []
+    for v, k in parts:
+        pa_, pb_, pc_ = position_masses(kernel, v, beta)
+        rows = []
+        for na in range(k + 1):
+            for nb in range(k + 1 - na):
+                nc = k - na - nb
+                mult = math.factorial(k) // (math.factorial(na) * math.factorial(nb) * math.factorial(nc))
+                rows.append((mult * pa_**na * pb_**nb * pc_**nc, mult * pb_**na * pa_**nb * pc_**nc))
+        per_class.append(rows)
+
+    def outcomes() -> Iterator[tuple[Fraction, Fraction]]:
+        for combo in itertools.product(*per_class):
+            c, a = Fraction(1), Fraction(1)
+            for cc, aa in combo:
+                c *= cc
+                a *= aa
+            if c or a:
+                yield c, a
+
+    return group_atoms(outcomes(), sum(k for _, k in parts))
+
+
+def raw_field_outcomes(kernel: str, arities: tuple[int, ...], beta: float) -> Iterator[tuple[Fraction, Fraction]]:
+    """(clean, attacked) probability of every raw category tuple at the changed fields ``arities`` (one raw
+    kernel of THEORY 1 per field at its own arity; clean category 0, attacked category 1 at each field)."""
+    tables = []
+    for v in arities:
+        alphabet = noisy_alphabet(kernel, v)
+        tables.append([(token_density(kernel, v, beta, CLEAN_TOKEN, z),
+                        token_density(kernel, v, beta, ATTACKED_TOKEN, z)) for z in alphabet])
+    for combo in itertools.product(*tables):
+        c, a = Fraction(1), Fraction(1)
+        for cc, aa in combo:
+            c *= cc
+            a *= aa
+        if c or a:
+            yield c, a

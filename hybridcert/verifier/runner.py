@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from hybridcert import __version__
-from hybridcert.verifier.highprec import check_highprec, random_cases
+from hybridcert.verifier.highprec import check_highprec, random_cases, random_field_cases
 from hybridcert.verifier.impl import THEORY, Implementation
 from hybridcert.verifier.interval import prove_budget, prove_frontier
 from hybridcert.verifier.properties import check_properties
@@ -38,6 +38,8 @@ class Grid:
     mc_samples: int = 10000
     interval_configs: int = 20
     interval_max_budget: int = 4
+    tabular_highprec: int = 1  # worst cases and as many radii, per-field arities (docs/theory.md §9)
+    tabular_interval: int = 1  # tabular frontiers proven for every choice of fields
 
     @staticmethod
     def quick(seed: int = 20261125) -> Grid:
@@ -47,7 +49,7 @@ class Grid:
     def full(seed: int = 20261125) -> Grid:
         return Grid("full", seed, symbolic_points=25, highprec_worst_cases=12, highprec_radii=6,
                     highprec_max_budget=3, property_examples=200, mc_samples=50000, interval_configs=150,
-                    interval_max_budget=16)
+                    interval_max_budget=16, tabular_highprec=4, tabular_interval=12)
 
 
 @dataclass
@@ -95,6 +97,21 @@ def interval_cases(rng: np.random.Generator, n: int) -> list[tuple[NoiseParams, 
     return cases
 
 
+def tabular_interval_cases(rng: np.random.Generator, n: int) -> list[tuple[NoiseParams, float, float]]:
+    """Random tabular (noise, p_a, tau): per-field arities, Adult's first (docs/theory.md §9)."""
+    cases = [(NoiseParams("uniform-other", (9, 16, 7, 15, 6, 5, 2, 42), 0.25, 1.0), 0.999, 0.5)][:n]
+    kernels = ("uniform-other", "uniform-all", "absorb")
+    while len(cases) < n:
+        kernel = kernels[len(cases) % 3]
+        arities = tuple(int(v) for v in rng.choice([2, 3, 5, 7, 16, 42], size=int(rng.integers(2, 6))))
+        b = float(np.round(rng.uniform(0.1, 0.95), 6))
+        s = float(np.round(rng.uniform(0.1, 2.0), 6))
+        p = float(1.0 - 10 ** rng.uniform(-6, -1))
+        tau = 0.5 if rng.random() < 0.5 else float(10 ** rng.uniform(-4, -1))
+        cases.append((NoiseParams(kernel, arities, b, s), p, tau))
+    return cases
+
+
 def check_interval(grid: Grid, impl: Implementation = THEORY,
                    progress: Callable[[str], None] | None = None) -> CheckResult:
     """Prove every frontier entry and a certified budget reported by ``impl`` on random configurations."""
@@ -102,7 +119,8 @@ def check_interval(grid: Grid, impl: Implementation = THEORY,
                          "reported radius and budget is certified", tolerance="proof: worst case >= tau")
     start = time.perf_counter()
     rng = np.random.default_rng(grid.seed + 3)
-    for noise, p, tau in interval_cases(rng, grid.interval_configs):
+    tabular = tabular_interval_cases(np.random.default_rng(grid.seed + 5), grid.tabular_interval)
+    for noise, p, tau in interval_cases(rng, grid.interval_configs) + tabular:
         where = f"{noise.kernel} V={noise.vocab_size} beta={noise.beta} sigma={noise.sigma} p_a={p!r} tau={tau!r}"
         if progress:
             progress(f"interval: {where}")
@@ -149,6 +167,8 @@ def _run_one(name: str, grid: Grid, impl: Implementation, progress: Callable[[st
         if name == "highprec":
             cases = random_cases(np.random.default_rng(grid.seed + 1), grid.highprec_worst_cases,
                                  grid.highprec_radii, grid.highprec_max_budget)
+            cases += random_field_cases(np.random.default_rng(grid.seed + 4), grid.tabular_highprec,
+                                        grid.tabular_highprec)
             return check_highprec(cases, impl, progress)
         if name == "properties":
             return check_properties(grid.property_examples, grid.seed + 2, grid.mc_samples, impl, progress)
