@@ -74,6 +74,7 @@ def test_every_theory_citation_resolves_to_a_section() -> None:
     assert not dangling, "citations of sections docs/theory.md does not have:\n" + "\n".join(dangling)
 
 
+@pytest.mark.slow  # builds a wheel (pip fetches the build backend)
 def test_the_wheel_carries_the_cited_documents(tmp_path: Path) -> None:
     """Reports cite docs/theory.md and docs/report.md: a wheel installs them as hybridcert/docs/*.md."""
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(ROOT), "-w", str(tmp_path)],
