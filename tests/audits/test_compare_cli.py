@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,6 @@ from typer.testing import CliRunner
 
 from hybridcert.cli import app
 from tests.audits.compare_support import build_results, sign_audit, synthetic_specs, weaken, write_audit
-from tests.conftest import CI_PROFILE
 
 SPECS = synthetic_specs(40, seed=11)
 WEAKENED = {"x0001", "x0002", "x0013"}
@@ -150,7 +150,9 @@ def _certified(results: dict[str, Any], budget: int, radius: float) -> set[str]:
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("hybridcert.audits.demo") is None,
                     reason="needs the demo (hybridcert.audits.demo, runner branch); the lead enables it at merge")
-def test_demo_filter_against_a_weaker_one(tmp_path: Path) -> None:  # pragma: no cover - enabled at merge
+def test_demo_filter_against_a_weaker_one(  # pragma: no cover - enabled at merge
+    tmp_path: Path, demo_run: tuple[Path, subprocess.CompletedProcess[str]]
+) -> None:
     """The demo filter vs the same architecture with degraded weights: the gate fails, listing exactly the
     inputs certified before and not after (read from the two results files)."""
     import numpy as np
@@ -158,10 +160,11 @@ def test_demo_filter_against_a_weaker_one(tmp_path: Path) -> None:  # pragma: no
 
     from hybridcert.audits.demo import WEIGHTS
 
+    demo_out, demo = demo_run  # the full demo (100 inputs, n = 1000), shared with test_kill_resume
+    assert demo.returncode == 0, demo.stderr
     base = tmp_path / "base"
+    shutil.copytree(demo_out, base)  # audit.toml's paths are relative to its folder
     cmd = [sys.executable, "-m", "hybridcert"]
-    size = ["--inputs", "40", "--n", "500"] if CI_PROFILE else []  # the full demo: 100 inputs, n = 1000
-    subprocess.run([*cmd, "demo", "--out", str(base), *size], check=True, cwd=REPO, capture_output=True)
     # a weaker filter: the same architecture and tensors, with the trained weights drowned in noise
     rng = np.random.default_rng(0)
     weights = {k: (v + rng.normal(0.0, 2.0 * (float(np.std(v)) + 1e-3), v.shape)).astype(v.dtype)

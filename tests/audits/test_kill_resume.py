@@ -73,11 +73,9 @@ def test_sigkill_mid_audit_then_resume(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_command_runs_the_whole_audit(tmp_path: Path) -> None:
-    out = tmp_path / "demo-out"
-    proc = hybridcert("demo", "--out", str(out))
-    stdout, stderr = proc.communicate(timeout=600)
-    assert proc.returncode == 0, stderr.decode()
+def test_demo_command_runs_the_whole_audit(demo_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    out, proc = demo_run
+    assert proc.returncode == 0, proc.stderr
     results = AuditResults.model_validate_json((out / RESULTS_NAME).read_text(encoding="utf-8"))
     assert results.dataset.n_inputs == 100 and len(results.inputs) == 100
     assert results.config.noise.vocab_size == 32 and results.config.n == 1000
@@ -86,7 +84,7 @@ def test_demo_command_runs_the_whole_audit(tmp_path: Path) -> None:
     assert results.aggregates.clean_rate >= 0.9
     rates = {(c.budget, c.radius): c.rate for c in results.aggregates.certified}
     assert rates[(1, 0.1)] >= 0.5 and rates[(2, 0.0)] >= 0.3
-    summary = stdout.decode()
+    summary = proc.stdout
     assert "certified rate" in summary and "d=1" in summary and "eps=0.1" in summary
     # the written audit.toml reproduces the run's configuration
     assert prepare(load_spec(out / "audit.toml")).config == results.config

@@ -29,7 +29,7 @@ from hybridcert.theory import (
     run_sequential,
 )
 from hybridcert.theory.sequential import DEFAULT_PRIOR, log_mixture_martingale
-from tests.conftest import CI_PROFILE
+from tests.conftest import THOROUGH
 
 Bound = Callable[[NDArray[np.int64], NDArray[np.int64]], NDArray[np.float64]]
 
@@ -65,9 +65,8 @@ def _reference_m_at_working_precision(k: int, n: int, p0: float, a: float, b: fl
     return mp.betainc(A, B, 0, P, regularized=True) + mp.quad(f, pts)
 
 
-REFERENCE_CASES = [(10**6, 10**6), (999_000, 10**6), (1, 10**6), (3, 3), (10_000, 10_000), (50, 10_000)]
-if not CI_PROFILE:
-    REFERENCE_CASES += [(500_000, 10**6), (7, 20), (1, 1)]
+REFERENCE_CASES = [(10**6, 10**6), (999_000, 10**6), (1, 10**6), (3, 3), (10_000, 10_000), (50, 10_000),
+                   (500_000, 10**6), (7, 20), (1, 1)]
 
 
 @pytest.mark.slow
@@ -93,13 +92,15 @@ def test_log_martingale_matches_reference() -> None:
 # shape of the martingale and of the bounds
 
 
-@given(
-    n=st.integers(1, 10**7),
-    frac=st.floats(0.0, 1.0),
-    alpha=st.sampled_from([1e-9, 1e-3, 0.05, 0.5]),
-    prior=st.sampled_from([(0.1, 0.1), (1.0, 1.0), (0.5, 3.0)]),
-)
-def test_search_returns_a_rejected_point_next_to_the_edge(
+SEARCH_CASES = {
+    "n": st.integers(1, 10**7),
+    "frac": st.floats(0.0, 1.0),
+    "alpha": st.sampled_from([1e-9, 1e-3, 0.05, 0.5]),
+    "prior": st.sampled_from([(0.1, 0.1), (1.0, 1.0), (0.5, 3.0)]),
+}
+
+
+def _search_returns_a_rejected_point_next_to_the_edge(
     n: int, frac: float, alpha: float, prior: tuple[float, float]
 ) -> None:
     """For any counts: the reported bound is rejected (log M_n >= log(1/alpha), so it is <= L_n), a point
@@ -116,6 +117,14 @@ def test_search_returns_a_rejected_point_next_to_the_edge(
     if nearer < 1.0:
         assert float(log_mixture_martingale(k, n, nearer, prior=prior)) < -math.log(alpha)
     assert float(cs_lower(k, n, alpha / 10, prior=prior)) <= low
+
+
+test_search_returns_a_rejected_point_next_to_the_edge = given(**SEARCH_CASES)(
+    _search_returns_a_rejected_point_next_to_the_edge
+)
+test_search_returns_a_rejected_point_next_to_the_edge_thorough = pytest.mark.slow(
+    THOROUGH(given(**SEARCH_CASES)(_search_returns_a_rejected_point_next_to_the_edge))
+)
 
 
 
@@ -226,7 +235,7 @@ def _miss_rate(bound: Bound, p: float, runs: int, chunk: int, n_looks: int, seed
 
 
 ALPHA_SIM = 0.05
-RUNS = 2_000 if CI_PROFILE else 6_000
+RUNS = 6_000
 
 
 def _too_many(misses: int, runs: int, alpha: float) -> int:
@@ -281,7 +290,7 @@ def test_stopping_rule_stopping_when_it_looks_good_keeps_the_miss_rate() -> None
     p_lower > p, a miss; the fraction must stay within alpha."""
     tau, alpha, p = 0.6, ALPHA_SIM, 0.585
     rule = SequentialRule(NOISE, points=((0, 0.0),), threshold=tau, alpha=alpha, n_max=4_096, chunk=256)
-    inputs = 200 if CI_PROFILE else 400
+    inputs = 400
     rng = np.random.default_rng(11)
     res = run_sequential(lambda idx, m: rng.binomial(m, p, size=idx.size), inputs, rule)
     misses = int((res.p_lower > p).sum())

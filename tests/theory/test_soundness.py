@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from hybridcert.theory import HybridNoise
-from tests.conftest import CI_PROFILE
 from tests.theory import mp_oracle as oracle
 
 CONFIGS = [
@@ -25,7 +24,7 @@ CONFIGS = [
     ("absorb", 10, 0.95, 2.0, 1e-6),
     ("uniform-other", 50000, 0.01, 0.05, 0.3),
 ]
-PER_CONFIG = 60 if CI_PROFILE else 300  # x 8 configs x budgets 0..4 -> 2400 / 12000 radii
+PER_CONFIG = 300  # x 8 configs x budgets 0..4 -> 12000 radii (slow: CI's second step)
 
 
 def _exact_p_adv(a: oracle.MpAtoms, p: float, e: mp.mpf) -> mp.mpf:
@@ -61,7 +60,7 @@ def test_reported_radii_are_certified_and_tight(config: tuple[str, int, float, f
 @pytest.mark.slow
 def test_reported_budgets_are_certified_and_tight() -> None:
     rng = np.random.default_rng(7)
-    n = 150 if CI_PROFILE else 600
+    n = 600
     for kernel, vocab, beta, sigma, tau in CONFIGS[:6]:
         noise = HybridNoise(kernel, vocab, beta, sigma)  # type: ignore[arg-type]
         p = 1.0 - np.exp(rng.uniform(np.log(1e-9), np.log(1.0 - tau), n))
