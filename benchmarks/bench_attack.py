@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-POINTS = [(0, 0.5), (0, 1.0), (0, 1.5), (2, 0.5), (2, 1.0), (4, 0.0), (4, 1.0)]
+POINTS = [(0, 0.5), (0, 1.0), (2, 0.5), (2, 1.0), (4, 1.0)]
 
 
 def main() -> int:
@@ -32,7 +32,7 @@ def main() -> int:
     from hybridcert.audits.runner import prepare, run_audit
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--inputs", type=int, default=40)
+    parser.add_argument("--inputs", type=int, default=30)
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
