@@ -77,3 +77,18 @@ def test_recipe_offline(tmp_path: Path) -> None:
     html = (out / "audit" / "report.html").read_text()
     assert 'id="baselines"' in html and 'id="attack"' in html
     assert WORDS[0] == "zero"  # the memes' words are the demo vocabulary: the audit's tokenizer reads them
+
+
+def test_reproduce_doc_config_is_valid(tmp_path: Path) -> None:
+    """The paper's config printed in docs/reproduce.md parses and carries the paper's settings."""
+    from hybridcert.audits.config import load_spec
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "reproduce.md").read_text(encoding="utf-8")
+    block = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "paper.toml").write_text(block)
+    spec = load_spec(tmp_path / "paper.toml")
+    assert (spec.noise.kernel, spec.noise.beta, spec.noise.sigma) == ("uniform-other", 0.25, 1.0)
+    c = spec.certify
+    assert (c.tau, c.n, c.alpha, c.max_budget) == (4.6e-5, 10_000, 0.01, 8)
+    assert c.baselines == ["image-only", "text-only"]
+    assert spec.filter.type == "guard"
