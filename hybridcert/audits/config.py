@@ -242,6 +242,15 @@ class FilterSpec(BaseModel):
         return {"type": self.type, **self.model_dump(exclude_unset=True, exclude={"type"})}
 
 
+class DenoiserSpec(_Spec):
+    """``[denoiser]`` (issue 12): a diffusers UNet2DModel + DDPM-family scheduler in a local directory, run on
+    the noisy image before the filter at the timestep matching sigma in its ``pixel_space`` (docs/theory.md §10)."""
+
+    path: str
+    pixel_space: Literal["[-1,1]", "[0,1]"] = "[-1,1]"
+    allow_pickle: bool = False
+
+
 class RunSpec(_Spec):
     device: str = "auto"
     batch_size: int = Field(default=1024, ge=1, le=1 << 24)
@@ -266,6 +275,7 @@ class AuditSpec(_Spec):
     certify: CertifySpec = Field(default_factory=lambda: CertifySpec())
     dataset: DatasetSpec
     filter: FilterSpec
+    denoiser: DenoiserSpec | None = None
     run: RunSpec = Field(default_factory=lambda: RunSpec())
     base_dir: str = Field(default=".", exclude=True)
 
@@ -277,6 +287,9 @@ class AuditSpec(_Spec):
                 raise ValueError("tokens.mask_id is required by the absorb kernel")
             if self.tokens.mask_id in alphabet:
                 raise ValueError(f"tokens.mask_id {self.tokens.mask_id} must lie outside the alphabet")
+        if self.denoiser is not None and (self.noise.clamp or self.noise.pixel_space != "[0,1]"):
+            raise ValueError("a [denoiser] needs the noisy image as sampled: noise.clamp = false and "
+                             "noise.pixel_space = \"[0,1]\" (the denoiser maps to its own space itself)")
         if self.threat_model.kind == "suffix-append":
             if self.tokens.pad_id is None:
                 raise ValueError("tokens.pad_id is required by the suffix-append threat model")

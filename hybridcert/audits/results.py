@@ -71,12 +71,24 @@ class ToolInfo(_Model):
     revision: str | None = None
 
 
+class DenoiserInfo(_Model):
+    sha256: str
+    timestep: int
+    matched_level: float
+    sigma: float
+    pixel_space: str
+    prediction_type: str = "epsilon"
+
+
 class ModelInfo(_Model):
     name: str
     version: str = "1"
     sha256: str
     class_path: str | None = None
     type: str = "module"
+    # issue 12: the [denoiser] stage, part of the base filter: its directory's sha256, the timestep t and the
+    # matched noise level (std in [0, 1] pixel space) of that timestep, next to the sigma it was chosen for
+    denoiser: DenoiserInfo | None = None
 
 
 class DatasetInfo(_Model):

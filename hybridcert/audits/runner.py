@@ -54,6 +54,7 @@ from hybridcert.audits.results import (
     Counts,
     DatasetInfo,
     Decision,
+    DenoiserInfo,
     FrontierPoint,
     InputResult,
     ModelInfo,
@@ -99,6 +100,13 @@ def build_filter(spec: FilterSpec, base: AuditSpec, device: torch.device, amp: b
     table = spec.table()
     info = ModelInfo(name=str(name), version=spec.version, sha256=str(sha), type=spec.type,
                      class_path=table.get("class_path"))
+    if base.denoiser is not None:  # issue 12: denoised smoothing, part of the base filter (THEORY 10)
+        from hybridcert.audits.adapters.denoiser import DenoisedFilter, Denoiser
+
+        den = Denoiser.load(base.path(base.denoiser.path), base.noise.sigma, base.denoiser.pixel_space,
+                            device=getattr(filt, "device", device), allow_pickle=base.denoiser.allow_pickle)
+        filt = DenoisedFilter(filt, den)
+        info.denoiser = DenoiserInfo(**den.info())
     return filt, info
 
 
