@@ -142,6 +142,7 @@ def test_wrong_trust_anchor_fails(signed: SignedReport, other_identity: Identity
     assert "FAIL  DSSE signer certificate" in proc.stdout and "FAIL  PAdES report.pdf" in proc.stdout
 
 
+@pytest.mark.slow
 def test_resigned_by_someone_else_fails(signed_copy: Path, identity: Identity, other_identity: Identity) -> None:
     """A consistent folder re-signed with another key (e.g. after editing results) fails the original anchor."""
     render_and_sign(signed_copy, other_identity)
@@ -179,6 +180,7 @@ def test_report_cli_usage_errors(tmp_path: Path, signed: SignedReport, identity:
     assert proc.returncode == 2
 
 
+@pytest.mark.slow
 def test_report_cli_with_explicit_key_files(tmp_path: Path, identity: Identity) -> None:
     folder = tmp_path / "audit"
     write_results(folder, make_results(n_inputs=6))
@@ -220,6 +222,7 @@ def test_identity_inside_the_audit_folder_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "report.html").exists()
 
 
+@pytest.mark.slow
 def test_demo_report_signs_and_verifies(tmp_path: Path, identity: Identity) -> None:
     write_results(tmp_path / "demo-out", make_results(n_inputs=4))
     signed, checks = demo_report(tmp_path / "demo-out", tmp_path / "demo-identity")

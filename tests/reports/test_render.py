@@ -198,6 +198,7 @@ def _info(demo: bool = False) -> SigningInfo:
                        pades_certificate_sha256="11", trust_anchor_sha256="22", trust_anchor_subject="CN=x")
 
 
+@pytest.mark.slow
 def test_rendering_is_deterministic_and_escaped() -> None:
     raw = make_results(n_inputs=8)
     raw["model"]["name"] = "<script>alert(1)</script>"

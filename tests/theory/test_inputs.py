@@ -198,6 +198,7 @@ def test_cli_bad_input_is_one_line_exit_2(args: list[str], needle: str) -> None:
     assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_cli_jsonl_errors_name_the_line(tmp_path) -> None:
     f = tmp_path / "bad.jsonl"
     good = '{"p_a": 0.9, "vocab": 10, "beta": 0.5, "sigma": 0.5}'

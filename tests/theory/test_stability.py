@@ -25,6 +25,7 @@ def _strict_floats():
             yield
 
 
+@pytest.mark.slow
 def test_rho_power_d_far_beyond_float64() -> None:
     """V = 50000, beta = 0.01, d = 64: rho^64 ~ 1e428 overflows float64; masses stay exact in log space."""
     noise = HybridNoise("uniform-other", 50000, 0.01, 1.0)
