@@ -265,6 +265,21 @@ class RunSpec(_Spec):
     ray_retries: int = Field(default=3, ge=0, le=100)  # resubmissions of a failed work item
 
 
+MAX_REPORT_TEXT = 2000
+
+
+class ReportSpec(_Spec):
+    """``[report]`` (optional): what the compliance report states but the audit cannot know
+    (docs/report.md §2, §3). Plain text, at most MAX_REPORT_TEXT characters each; the runner copies it into
+    results.json (``model.intended_purpose``, ``dataset.selection``, ``dataset.preprocessing``,
+    ``dataset.out_of_scope``). It is not part of the audit's identity (changing it does not block a resume)."""
+
+    intended_purpose: str | None = Field(default=None, min_length=1, max_length=MAX_REPORT_TEXT)
+    input_selection: str | None = Field(default=None, min_length=1, max_length=MAX_REPORT_TEXT)
+    preprocessing: str | None = Field(default=None, min_length=1, max_length=MAX_REPORT_TEXT)
+    out_of_scope: str | None = Field(default=None, min_length=1, max_length=MAX_REPORT_TEXT)
+
+
 class AuditSpec(_Spec):
     """The whole ``audit.toml``. ``base_dir`` (not in the file) resolves relative paths."""
 
@@ -277,6 +292,7 @@ class AuditSpec(_Spec):
     filter: FilterSpec
     denoiser: DenoiserSpec | None = None
     run: RunSpec = Field(default_factory=lambda: RunSpec())
+    report: ReportSpec = Field(default_factory=lambda: ReportSpec())
     base_dir: str = Field(default=".", exclude=True)
 
     @model_validator(mode="after")

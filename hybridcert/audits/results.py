@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hybridcert.results.atomic import write_bytes_atomic
 
 SCHEMA = "hybridcert/results/v1"
-TIMING_FIELDS_TOP = ("created", "environment")
+TIMING_FIELDS_TOP = ("created", "environment", "command")  # command: names the folders it ran in
 TIMING_FIELDS_INPUT = ("seconds",)
 
 Side = Literal["flag", "no-flag"]

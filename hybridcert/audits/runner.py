@@ -128,6 +128,8 @@ class Audit:
     wave: int
     _memo: dict[tuple[float, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     _memo_p: dict[tuple[float, float], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #: the command that reruns this audit (results.json ``command``; set by audit_from_file)
+    command: str | None = None
 
     @property
     def config_hash(self) -> str:
@@ -508,6 +510,14 @@ def _environment(audit: Audit) -> dict[str, Any]:
             "torch_threads": torch.get_num_threads()}
 
 
+def rerun_command(config: Path, out_dir: Path, executor: str | None = None) -> str:
+    """The command that reruns an audit (into a new folder, or this one with --overwrite)."""
+    import shlex
+
+    extra = f" --executor {executor}" if executor else ""
+    return f"hybridcert audit --config {shlex.quote(str(config))} --out {shlex.quote(str(out_dir))}{extra}"
+
+
 def audit_from_file(config: Path, out_dir: Path, resume: bool = False, overwrite: bool = False,
                     device: str | None = None, batch_size: int | None = None,
                     progress: Callable[[int, int], None] | None = None,
@@ -522,6 +532,7 @@ def audit_from_file(config: Path, out_dir: Path, resume: bool = False, overwrite
     spec = load_spec(config)
     if (executor or spec.run.executor) != "ray":
         audit = prepare(spec, device=device, batch_size=batch_size)
+        audit.command = rerun_command(config, out_dir)
         return run_audit(audit, out_dir, resume=resume, overwrite=overwrite, progress=progress, executor=executor)
     # Ray: the sampling device is the cluster's (a driver without a GPU can run a GPU cluster's audit)
     from hybridcert.audits.executors import ray_sampling_device, start_ray
@@ -531,6 +542,7 @@ def audit_from_file(config: Path, out_dir: Path, resume: bool = False, overwrite
 
     try:
         audit = prepare(spec, batch_size=batch_size, sampling_device=ray_sampling_device(device or spec.run.device))
+        audit.command = rerun_command(config, out_dir, "ray")
         return run_audit(audit, out_dir, resume=resume, overwrite=overwrite, progress=progress, executor="ray")
     finally:
         if owned:
@@ -612,9 +624,22 @@ def _run_locked(
     results = AuditResults(
         tool=ToolInfo(version=__version__, revision=_revision()),
         created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        config=audit.config, model=audit.model, dataset=audit.dataset_info, inputs=inputs,
+        config=audit.config, **_report_fields(audit), inputs=inputs,
         aggregates=aggregate(inputs, audit.spec.certify.max_budget, audit.spec.certify.radii),
         environment={**_environment(audit), "executor": executor.name},
     )
     write_json_atomic(results_path, results.to_json_obj())
     return results
+
+
+def _report_fields(audit: Audit) -> dict[str, Any]:
+    """model, dataset and command for results.json, with the ``[report]`` texts (docs/results-format.md)."""
+    r = audit.spec.report
+    model = {"intended_purpose": r.intended_purpose} if r.intended_purpose else {}
+    data = {k: v for k, v in (("selection", r.input_selection), ("preprocessing", r.preprocessing),
+                              ("out_of_scope", r.out_of_scope)) if v}
+    fields: dict[str, Any] = {"model": audit.model.model_copy(update=model),
+                              "dataset": audit.dataset_info.model_copy(update=data)}
+    if audit.command:
+        fields["command"] = audit.command
+    return fields

@@ -20,13 +20,22 @@ from markupsafe import Markup
 
 from hybridcert import __version__
 from hybridcert.reports.bundle import Bundle
-from hybridcert.reports.summary import AcceptanceResult, radius_matrix, rate_cell, table_budgets, table_radii
+from hybridcert.reports.summary import (
+    AcceptanceResult,
+    configured_radii,
+    radius_matrix,
+    rate_cell,
+    table_budgets,
+    table_radii,
+)
 
 REPORT_TEMPLATE = "report.html.j2"
 #: The per-input table lists at most this many inputs (in results order); all of them are in results.json,
 #: which the PDF carries as an attachment. Keeps a 10^4-input report printable.
 MAX_INPUT_ROWS = 2000
 SELF_ASSERTED = "self-asserted"
+#: The per-input table shows r*(d) in one column per budget up to this many budgets.
+MAX_FRONTIER_COLUMNS = 9
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,8 @@ def build_context(bundle: Bundle, acceptance: AcceptanceResult, signing: Signing
     radii = radius_matrix(bundle)
     crit = acceptance.verdicts
     budgets = table_budgets(res.max_budget(), [v.criterion.budget for v in crit])
-    grid = table_radii(res.config.noise.sigma, [v.criterion.radius for v in crit])
+    configured = configured_radii(bundle)
+    grid = table_radii(res.config.noise.sigma, [v.criterion.radius for v in crit], configured)
     rate_table = [[rate_cell(radii, d, eps) for eps in grid] for d in budgets]
     n = len(res.inputs)
     p_lower = np.array([r.p_a_lower for r in res.inputs])
@@ -109,6 +119,7 @@ def build_context(bundle: Bundle, acceptance: AcceptanceResult, signing: Signing
         "budgets": budgets,
         "all_budgets_shown": len(budgets) == res.max_budget() + 1,
         "radii_grid": grid,
+        "radii_configured": configured is not None,
         "rate_table": rate_table,
         "acceptance": acceptance,
         "alpha": alpha,
@@ -126,6 +137,8 @@ def build_context(bundle: Bundle, acceptance: AcceptanceResult, signing: Signing
         "baselines": baselines_table(bundle.raw),
         "attack": attack,
         "inputs_shown": res.inputs[:MAX_INPUT_ROWS],
+        # one column per budget when they fit on a page, else one "d=0: r; d=1: r" cell
+        "frontier_columns": list(range(res.max_budget() + 1)) if res.max_budget() < MAX_FRONTIER_COLUMNS else [],
         "inputs_omitted": max(0, n - MAX_INPUT_ROWS),
         # scalar aggregates as recorded; list-valued ones (the runner's rate grid) are in results.json and are
         # recomputed by the tables below

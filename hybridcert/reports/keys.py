@@ -95,6 +95,16 @@ def fingerprint(cert: x509.Certificate) -> str:
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
+def describe_name(name: x509.Name) -> str:
+    """A certificate subject for people: 'CN=..., title=..., O=...' (no raw OIDs such as 2.5.4.12)."""
+    labels = {NameOID.COMMON_NAME: "CN", NameOID.TITLE: "title", NameOID.ORGANIZATION_NAME: "O"}
+    parts = []
+    for attr in name:
+        label = labels.get(attr.oid) or attr.oid._name  # noqa: SLF001 - cryptography's own short name
+        parts.append(f"{label}={attr.value!s}")
+    return ", ".join(parts)
+
+
 def load_certificate(path: Path) -> x509.Certificate:
     certs = load_certificates(path)
     if not certs:

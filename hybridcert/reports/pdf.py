@@ -35,9 +35,20 @@ def render_pdf(html: str, results_bytes: bytes | None, created: dt.datetime,
             created=created, modified=created, relationship="Data",
         ))
     pdf: bytes = weasyprint.HTML(string=html, base_url=None).write_pdf(
-        pdf_variant="pdf/a-3b", attachments=attachments, uncompressed_pdf=False,
+        pdf_variant="pdf/a-3b", attachments=attachments, uncompressed_pdf=False, finisher=_unique_af,
     )
     return pdf
+
+
+def _unique_af(document: Any, pdf: Any) -> None:
+    """Keep one /AF entry per associated file (ISO 19005-3 6.8): weasyprint's PDF/A-3 step adds each
+    attachment's file specification twice (once from the EmbeddedFiles name tree, once as the object)."""
+    af = pdf.catalog.get("AF")
+    if af is None:
+        return
+    unique = list(dict.fromkeys(af))  # entries are references such as b"9 0 R"
+    del af[:]
+    af.extend(unique)
 
 
 def sign_pdf(pdf: bytes, identity: Identity, *, reason: str, tsa_url: str | None = None) -> bytes:
@@ -57,9 +68,41 @@ def sign_pdf(pdf: bytes, identity: Identity, *, reason: str, tsa_url: str | None
     )
     timestamper = timestamps.HTTPTimeStamper(tsa_url) if tsa_url else None
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
-    out = signers.sign_pdf(writer, meta, signer=signer, timestamper=timestamper)
+    _producer_for_xmp(writer)
+    out = _pdf17_signer(signers)(meta, signer=signer, timestamper=timestamper).sign_pdf(writer)
     data: bytes = out.getvalue()
     return data
+
+
+def _producer_for_xmp(writer: Any) -> None:
+    """Make the Info dictionary's /Producer the value pyHanko writes into the XMP metadata (pdf:Producer) when it
+    signs: ISO 19005-3 6.6.3 wants the two to agree, and pyHanko appends its name to the Info entry only."""
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.metadata.model import VENDOR
+
+    try:
+        info = writer.trailer["/Info"]
+    except KeyError:
+        return
+    info.get_object()["/Producer"] = generic.TextStringObject(VENDOR)
+
+
+def _pdf17_signer(signers: Any) -> Any:
+    """A pyHanko PdfSigner that keeps the document at PDF 1.7 (what PDF/A-3 is built on, ISO 19005-3 6.1.2).
+
+    pyHanko's default registers the ISO 32002 extension for an ECDSA P-256 key, which raises the catalog's
+    /Version to 2.0: the signed file would then claim PDF/A-3 while declaring PDF 2.0. ECDSA in a PAdES
+    (ETSI.CAdES.detached) signature is valid PDF 1.7; only the ESIC extension PAdES asks for is registered.
+    """
+    from pyhanko.sign.signers import constants
+    from pyhanko.sign.signers.pdf_signer import PdfSigner
+
+    class Pdf17Signer(PdfSigner):
+        def register_extensions(self, pdf_out: Any, *, md_algorithm: str) -> None:
+            pdf_out.ensure_output_version(version=(1, 7))
+            pdf_out.register_extension(constants.ESIC_EXTENSION_1)
+
+    return Pdf17Signer
 
 
 @dataclass(frozen=True)
@@ -110,7 +153,11 @@ def validate_pdf(pdf: bytes, trust_roots: list[Any]) -> PadesStatus:
         problems.append("pyHanko bottom_line is False")
     if problems:
         return PadesStatus(False, "; ".join(dict.fromkeys(problems)), signer)
-    who = status.signing_cert.subject.human_friendly
+    from cryptography import x509
+
+    from hybridcert.reports.keys import describe_name
+
+    who = describe_name(x509.load_der_x509_certificate(status.signing_cert.dump()).subject)
     ts = status.timestamp_validity
     when = (f"RFC 3161 timestamp {ts.timestamp:%Y-%m-%dT%H:%M:%SZ} (TSA trusted: {ts.trusted})" if ts is not None
             else f"signing time {status.signer_reported_dt:%Y-%m-%dT%H:%M:%SZ} self-asserted"

@@ -30,7 +30,7 @@ from hybridcert import __version__
 from hybridcert.reports import dsse
 from hybridcert.reports.bundle import canonical_bytes, load_results
 from hybridcert.reports.html import SELF_ASSERTED, SigningInfo, render_report
-from hybridcert.reports.keys import Identity, fingerprint, load_identity
+from hybridcert.reports.keys import Identity, describe_name, fingerprint, load_identity
 from hybridcert.reports.pdf import render_pdf, sign_pdf
 from hybridcert.reports.summary import AcceptanceResult, acceptance
 from hybridcert.reports.verify import (
@@ -44,7 +44,6 @@ from hybridcert.reports.verify import (
     VERIFICATION_PREDICATE,
     ReportCheck,
     ReportType,
-    describe_name,
     plain_name,
     verification_report,
     verify_folder,

@@ -135,7 +135,29 @@ def table_budgets(max_budget: int, extra: list[int] | None = None) -> list[int]:
     return sorted(chosen)
 
 
-def table_radii(sigma: float, extra: list[float] | None = None) -> list[float]:
-    """Radii shown in the rate table: 0, sigma/4, ..., 2 sigma, plus the criteria's radii."""
-    base = [0.0] + [m * sigma for m in (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)]
+#: At most this many configured radii are tabulated (the plot shows the whole curve).
+MAX_TABLE_RADII = 12
+
+
+def configured_radii(bundle: Bundle) -> list[float] | None:
+    """``config.radii`` of results.json: the audit's own grid (what the terminal prints and ``compare`` gates
+    on), or None when the file has none. ValueError when present but not a list of finite radii >= 0."""
+    raw = bundle.raw["config"].get("radii")
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) > 1000 or not all(
+            isinstance(x, int | float) and not isinstance(x, bool) and 0 <= x < float("inf") for x in raw):
+        raise ValueError("results.json: config.radii must be a list of at most 1000 finite radii >= 0")
+    return [float(x) for x in raw]
+
+
+def table_radii(sigma: float, extra: list[float] | None = None, configured: list[float] | None = None) -> list[float]:
+    """Radii shown in the rate table: the audit's configured radii (else 0, sigma/4, ..., 2 sigma), plus the
+    criteria's radii (``extra``). More than MAX_TABLE_RADII configured radii are thinned evenly."""
+    if configured:
+        base = sorted(set(configured))
+        if len(base) > MAX_TABLE_RADII:
+            base = [base[int(round(i))] for i in np.linspace(0, len(base) - 1, MAX_TABLE_RADII)]
+    else:
+        base = [0.0] + [m * sigma for m in (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)]
     return sorted(set(base) | set(extra or []))

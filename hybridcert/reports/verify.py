@@ -36,11 +36,10 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
 
 from hybridcert.reports import dsse
 from hybridcert.reports.bundle import load_results, parse_results
-from hybridcert.reports.keys import fingerprint, load_certificates
+from hybridcert.reports.keys import describe_name, fingerprint, load_certificates
 from hybridcert.reports.pdf import embedded_file, validate_pdf
 
 RESULTS, HTML, PDF = "results.json", "report.html", "report.pdf"
@@ -163,16 +162,6 @@ def _read_bounded(path: Path, limit: int) -> bytes:
     if len(data) > limit:
         raise ValueError(f"{path.name} is larger than {limit} bytes")
     return data
-
-
-def describe_name(name: x509.Name) -> str:
-    """A certificate subject for people: 'CN=..., title=..., O=...' (no raw OIDs such as 2.5.4.12)."""
-    labels = {NameOID.COMMON_NAME: "CN", NameOID.TITLE: "title", NameOID.ORGANIZATION_NAME: "O"}
-    parts = []
-    for attr in name:
-        label = labels.get(attr.oid) or attr.oid._name  # noqa: SLF001 - cryptography's own short name
-        parts.append(f"{label}={attr.value!s}")
-    return ", ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 
 from hybridcert.reports.keys import Identity, init_identity
 from hybridcert.reports.publish import SignedReport, render_and_sign
-from tests.reports.synthetic import write_results
+from tests.reports.synthetic import make_results, write_results
 
 SIGNING_TIME = dt.datetime(2026, 11, 25, 17, 0, 0, tzinfo=dt.UTC)
 
@@ -29,7 +29,8 @@ def other_identity(tmp_path_factory: pytest.TempPathFactory) -> Identity:
 @pytest.fixture(scope="session")
 def signed(tmp_path_factory: pytest.TempPathFactory, identity: Identity) -> SignedReport:
     folder = tmp_path_factory.mktemp("audit")
-    write_results(folder)
+    # 100 inputs: the per-input table fills at least one whole page (rows per page are tested)
+    write_results(folder, make_results(n_inputs=100))
     return render_and_sign(folder, identity, signing_time=SIGNING_TIME)
 
 

@@ -90,6 +90,7 @@ def _make_results_json(n_inputs: int, seed: int, max_budget: int) -> str:
             "seed": str(seed),
             "sampling": "one-pass",
             "max_budget": max_budget,
+            "radii": [0.0, 0.1, 0.25, 0.5],
             "batch_size": 500,
             "confidence_bound": "clopper-pearson",
             "multiple_testing": "one sampling pass with every eligible position noised: every budget shares one bound",

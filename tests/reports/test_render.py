@@ -76,6 +76,17 @@ def test_pdf_is_pdfa3b_with_results_attached(signed: SignedReport) -> None:
     assert "results.json" in listing
 
 
+def test_signed_pdf_keeps_pdfa3_structure(signed: SignedReport) -> None:
+    """Issue 10: after PAdES signing the file still is PDF/A-3 by the clauses a validator checks: PDF 1.7
+    (pyHanko would raise /Version to 2.0 for a P-256 key), one /AF entry per attachment, Info and XMP agree
+    (tests/reports/pdfa.py)."""
+    from tests.reports.pdfa import pdfa3_problems
+
+    pdf = (signed.folder / "report.pdf").read_bytes()
+    assert pdfa3_problems(pdf) == []
+    assert pdf.startswith(b"%PDF-1.7")
+
+
 def test_pdfsig_sees_a_valid_signature(signed: SignedReport) -> None:
     _need("pdfsig")
     out = subprocess.run(["pdfsig", str(signed.folder / "report.pdf")], capture_output=True, text=True).stdout
@@ -165,7 +176,7 @@ def test_numbers_in_the_html_come_from_results(signed: SignedReport) -> None:
     assert [r["id"] for r in p.rows] == [x["id"] for x in raw["inputs"]]
     for row, rec in zip(p.rows, raw["inputs"], strict=True):
         text = row["text"]
-        assert f"{rec['counts']['target']} / {rec['counts']['n']}" in text
+        assert f"{rec['counts']['target']}/{rec['counts']['n']}" in text
         shown = [float(v) for v in re.findall(r"\d\.\d{4}", text)]
         stored = [rec["p_a_lower"]] + [f["radius"] for f in rec["frontier"]]
         assert len(shown) == len(stored), text
@@ -224,7 +235,7 @@ def test_infinite_radius_renders_as_infinite() -> None:
     raw, _ = with_infinite_radius(make_results(n_inputs=8))
     bundle = parse_results(json.dumps(raw).encode())
     html = render_report(bundle, acceptance(bundle), None)
-    assert "d=0: infinite" in html and "Unsigned draft" in html
+    assert '<td class="num">infinite</td>' in html and "Unsigned draft" in html
     assert not any(math.isnan(float(x)) for x in re.findall(r"\d+\.\d+", html)[:50])
 
 
@@ -285,3 +296,37 @@ def test_sequential_method_is_stated() -> None:
     html = render_report(bundle, acceptance(bundle), None)
     assert "sequential estimation: up to n = 1000 per input, in chunks of 100" in html
     assert "beta-mixture-cs: anytime-valid CS" in html
+
+
+def _page_texts(pdf: Path) -> list[str]:
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    pages = int(re.search(r"Pages:\s+(\d+)", info).group(1))  # type: ignore[union-attr]
+    return [subprocess.run(["pdftotext", "-layout", "-f", str(p), "-l", str(p), str(pdf), "-"], capture_output=True,
+                           text=True, check=True).stdout for p in range(1, pages + 1)]
+
+
+def test_per_input_table_one_line_per_input_and_40_rows_per_page(signed: SignedReport) -> None:
+    """Issue 10: ids, words and counts do not wrap (every row is one text line holding the id, the counts and
+    the decision), and a full A4 page holds at least 40 rows."""
+    _need("pdftotext")
+    raw = json.loads((signed.folder / "results.json").read_text())
+    pages = _page_texts(signed.folder / "report.pdf")
+    rows_per_page = []
+    for text in pages:
+        lines = [ln for ln in text.splitlines() if re.match(r"\s*x\d{4}\s", ln)]
+        rows_per_page.append(len(lines))
+        for ln in lines:
+            rec = next(r for r in raw["inputs"] if r["id"] == ln.split()[0])
+            assert f"{rec['counts']['target']}/{rec['counts']['n']}" in ln, ln
+            assert re.search(rf"\b{rec['decision']}\b", ln) and re.search(rf"\b{rec['side']}\b", ln), ln
+    assert sum(rows_per_page) == len(raw["inputs"])
+    assert max(rows_per_page) >= 40, rows_per_page
+
+
+def test_rate_table_uses_the_configured_radii(signed: SignedReport) -> None:
+    raw = json.loads((signed.folder / "results.json").read_text())
+    p = _Cells()
+    p.feed((signed.folder / "report.html").read_text())
+    shown = sorted({float(c["data-radius"]) for c in p.cells})
+    criteria = {c["radius"] for c in raw["acceptance"]}
+    assert shown == sorted(set(raw["config"]["radii"]) | criteria)

@@ -50,6 +50,18 @@ def write_demo(out_dir: Path, n_inputs: int = DEMO_INPUTS, n: int = DEMO_N, devi
         "filter": {"type": "module", "class_path": "hybridcert.audits.demo.model:DemoFilterNet",
                    "weights": weights.as_posix(), "name": "demo-digit-filter", "version": "1"},
         "run": {"device": device, "batch_size": batch_size, "wave": 50, "threads": threads},
+        "report": {
+            "intended_purpose": "demonstration only: a small filter that flags a (text, image) pair when the text "
+                                "names the digit shown in the 8x8 image, standing in for a multimodal safety "
+                                "filter; not for deployment",
+            "input_selection": f"the first {n_inputs} held-out images of scikit-learn's 8x8 digits (never used "
+                               "to train the filter), each paired with a text naming its digit (label 1) or "
+                               "another digit (label 0), half and half, from a fixed seed",
+            "preprocessing": "pixels scaled to [0, 1] (1 x 8 x 8); texts as token ids of the demo vocabulary "
+                             "(data/vocab.json)",
+            "out_of_scope": "real photographs, other image sizes, other vocabularies or languages, and any use "
+                            "beyond demonstrating the tool",
+        },
     }
     lines = ["# hybridcert demo audit: rerun with `hybridcert audit --config audit.toml --out DIR`",
              f"seed = {DEMO_SEED}", ""]
