@@ -56,6 +56,10 @@ def main() -> int:
         return [{k: v for k, v in rec.items() if k != "seconds"} for rec in r["records"]]  # type: ignore[attr-defined]
 
     report["attack_same_across_batch_size"] = strip(x) == strip(y)
+    diffs = [sorted(k for k in a if a[k] != b.get(k)) for a, b in zip(strip(x), strip(y), strict=True) if a != b]
+    report["differing_fields"] = diffs[:5]
+    z2 = run_attack(prepare(spec, batch_size=7), root / "attack7-again", points, settings, results=a)
+    report["attack_same_on_rerun"] = strip(x) == strip(z2)
     report["alarms"] = len(x["alarms"])
     report["summary"] = [{"d": s["budget"], "eps": s["radius"], "certified": s["certified"]["rate"],
                           "attacked_robust": s["attacked_robust"]["rate"], "flipped": s["successes"]}
@@ -73,6 +77,7 @@ def main() -> int:
     z = run_attack(audit, root / "attack-inflated", points, settings, results=inflated)
     report["inflated_alarms"] = len(z["alarms"])
     ok = (report["audit_same_across_batch_size"] and report["attack_same_across_batch_size"]
+          and report["attack_same_on_rerun"]
           and report["alarms"] == 0 and report["inflated_alarms"] > 0)
     report["ok"] = ok
     print(json.dumps(report, indent=1))

@@ -32,8 +32,10 @@ the method, input and point, so results do not depend on batch sizes, order, or 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -205,9 +207,29 @@ def check_feasible(target: Target, alphabet: torch.Tensor, tokens: torch.Tensor,
     return l2
 
 
+@contextlib.contextmanager
+def deterministic_kernels() -> Iterator[None]:
+    """cuDNN's deterministic algorithms while searching: its default backward kernels (a convolution's gradient)
+    accumulate in a run-dependent order on a GPU, which would make the search, and so the attacked point,
+    differ from run to run and between a killed-and-resumed run and an uninterrupted one."""
+    cudnn = torch.backends.cudnn
+    previous = (cudnn.deterministic, cudnn.benchmark)
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = previous
+
+
 def search(filt: GradientFilter, sampler: HybridSampler, target: Target, settings: AttackSettings,
            seed: int) -> Outcome:
     """Run the search of ``settings.method`` (module docstring) and return a feasible attacked point."""
+    with deterministic_kernels():
+        return _search(filt, sampler, target, settings, seed)
+
+
+def _search(filt: GradientFilter, sampler: HybridSampler, target: Target, settings: AttackSettings,
+            seed: int) -> Outcome:
     key = point_key(settings.method, target.input_id, target.budget, target.radius)
     obj = _Objective(filt, sampler, target, seed, key)
     alphabet = sampler.tokens.alphabet
