@@ -399,6 +399,8 @@ def probe(
     out.print(f"{report.samples_per_second:.1f} samples/s at batch size {report.batch_size}; "
               f"peak memory {report.peak_memory_mib:.0f} MiB ({report.memory_kind})", markup=False)
     if report.largest_batch is not None:
+        out.print("(CUDA search: halving from run.batch_size on out-of-memory, else doubling up to 16 times it)",
+                  markup=False)
         if report.largest_batch == 0:
             out.print("even a batch of 1 runs out of GPU memory: use a smaller dtype or another device", markup=False)
         else:

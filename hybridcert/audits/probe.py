@@ -3,7 +3,9 @@
 For each of the first inputs: the prompt length in tokens (what the model reads, image placeholders
 included), the clean score and decision, and the decision rate on a few noisy samples drawn with the audit's
 own noise (a separate probe stream, so nothing here is reused by an audit); then the throughput at the
-configured batch size and the peak memory; on CUDA, the largest batch that fits (halving on out-of-memory).
+configured batch size and the peak memory; on CUDA first the largest batch that fits (halving on out-of-memory,
+else doubling up to 16 times the configured one), and the throughput at the configured batch size or, when
+that does not fit, at the largest that does.
 
 Nothing here is a certificate: the decision rate on a handful of samples only says whether the smoothed
 filter is likely to flag (docs/theory.md §5 needs n samples and a confidence bound for that).
@@ -83,14 +85,15 @@ def _fits(audit: Audit, item: Any, size: int) -> bool:
         torch.cuda.empty_cache()
 
 
-def largest_batch(audit: Audit, item: Any, start: int, cap: int = 1 << 16) -> int:
-    """The largest power-of-two multiple or fraction of ``start`` that runs without CUDA out-of-memory."""
+def largest_batch(audit: Audit, item: Any, start: int, grow: int = 16) -> int:
+    """The largest batch that runs without CUDA out-of-memory: from ``start``, halving on out-of-memory, else
+    doubling up to ``grow`` times ``start`` (0 when even a batch of 1 does not fit)."""
     size = start
     while size > 1 and not _fits(audit, item, size):
         size //= 2
     if size < start:
         return size if _fits(audit, item, size) else 0
-    while size * 2 <= cap and _fits(audit, item, size * 2):
+    while size * 2 <= grow * start and _fits(audit, item, size * 2):
         size *= 2
     return size
 
@@ -106,6 +109,13 @@ def probe(spec: AuditSpec, inputs: int = 4, samples: int = 8, device: str | None
         torch.cuda.reset_peak_memory_stats(audit.device)
     report = ProbeReport(filter=audit.model.name, device=str(audit.device), batch_size=audit.batch_size)
     items = audit.dataset.inputs[:inputs]
+    measure = audit.batch_size
+    if audit.device.type == "cuda" and items:
+        with torch.inference_mode():
+            report.largest_batch = largest_batch(audit, items[0], audit.batch_size)
+        measure = min(measure, max(report.largest_batch, 1))
+        torch.cuda.reset_peak_memory_stats(audit.device)
+    report.batch_size = measure
     with torch.inference_mode():
         for item in items:
             tokens = _clean_tokens(audit, item)
@@ -119,7 +129,7 @@ def probe(spec: AuditSpec, inputs: int = 4, samples: int = 8, device: str | None
             rate = float(filt(toks, imgs).float().mean())
             report.inputs.append(InputProbe(item.id, _prompt_tokens(filt, tokens, hw), score, decision, rate, samples))
         if items:
-            toks, imgs = _batch(audit, items[0], audit.batch_size, chunk=1)
+            toks, imgs = _batch(audit, items[0], measure, chunk=1)
             filt(toks, imgs)  # warm-up
             if audit.device.type == "cuda":
                 torch.cuda.synchronize(audit.device)
@@ -128,9 +138,6 @@ def probe(spec: AuditSpec, inputs: int = 4, samples: int = 8, device: str | None
                 filt(toks, imgs)
             if audit.device.type == "cuda":
                 torch.cuda.synchronize(audit.device)
-            report.samples_per_second = rounds * audit.batch_size / (time.perf_counter() - start)
+            report.samples_per_second = rounds * measure / (time.perf_counter() - start)
     report.peak_memory_mib, report.memory_kind = _peak_memory(audit.device)
-    if audit.device.type == "cuda" and items:
-        with torch.inference_mode():
-            report.largest_batch = largest_batch(audit, items[0], audit.batch_size)
     return report

@@ -67,12 +67,13 @@ def tokenizer(chat_template: str | None, image_token: str = "<image>") -> Any:
     return tok
 
 
-def _text_config(kind: str) -> Any:
+def _text_config(kind: str, hidden: int = 32, layers: int = 2) -> Any:
     from transformers import LlamaConfig, Qwen2Config
 
     cls = Qwen2Config if kind == "qwen2" else LlamaConfig
     return cls(
-        vocab_size=len(WORDS), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        vocab_size=len(WORDS), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+        num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=1024, pad_token_id=0, bos_token_id=2, eos_token_id=3,
     )
 
@@ -94,7 +95,8 @@ def _save(model: Any, parts: list[Any], directory: Path, pickled: bool) -> Path:
     return directory
 
 
-def build_tiny_onevision(directory: Path, seed: int = 0, pickled: bool = False) -> Path:
+def build_tiny_onevision(directory: Path, seed: int = 0, pickled: bool = False, hidden: int = 32,
+                         layers: int = 2) -> Path:
     from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, SiglipVisionConfig
     from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
         LlavaOnevisionImageProcessorPil,
@@ -106,7 +108,7 @@ def build_tiny_onevision(directory: Path, seed: int = 0, pickled: bool = False) 
     vision = SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
                                 image_size=TILE, patch_size=PATCH)
     config = LlavaOnevisionConfig(
-        vision_config=vision, text_config=_text_config("qwen2"), image_token_index=ID["<image>"],
+        vision_config=vision, text_config=_text_config("qwen2", hidden, layers), image_token_index=ID["<image>"],
         video_token_index=ID["<video>"], image_grid_pinpoints=PINPOINTS, vision_aspect_ratio="anyres_max_9",
     )
     torch.manual_seed(seed)
@@ -114,7 +116,7 @@ def build_tiny_onevision(directory: Path, seed: int = 0, pickled: bool = False) 
     return _save(model, [ip, tokenizer(OV_TEMPLATE)], directory, pickled)
 
 
-def build_tiny_next(directory: Path, seed: int = 0) -> Path:
+def build_tiny_next(directory: Path, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
     from transformers import CLIPVisionConfig, LlavaNextConfig, LlavaNextForConditionalGeneration
     from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
 
@@ -125,7 +127,7 @@ def build_tiny_next(directory: Path, seed: int = 0) -> Path:
     vision = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
                               image_size=TILE, patch_size=PATCH, projection_dim=16)
     config = LlavaNextConfig(
-        vision_config=vision, text_config=_text_config("llama"), image_token_index=ID["<image>"],
+        vision_config=vision, text_config=_text_config("llama", hidden, layers), image_token_index=ID["<image>"],
         image_grid_pinpoints=PINPOINTS, vision_feature_layer=-1, vision_feature_select_strategy="default",
     )
     torch.manual_seed(seed)
@@ -133,20 +135,20 @@ def build_tiny_next(directory: Path, seed: int = 0) -> Path:
     return _save(model, [ip, tokenizer(VICUNA_TEMPLATE)], directory, False)
 
 
-def build_tiny_qwen(directory: Path, version: str = "2", seed: int = 0) -> Path:
+def build_tiny_qwen(directory: Path, version: str = "2", seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     ip = Qwen2VLImageProcessorPil(
         size={"shortest_edge": 16 * 16, "longest_edge": 48 * 48}, patch_size=PATCH, merge_size=2,
         temporal_patch_size=2, image_mean=MEAN, image_std=STD,
     )
-    text = dict(vocab_size=len(WORDS), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    text = dict(vocab_size=len(WORDS), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
                 rope_parameters={"rope_type": "default", "mrope_section": [2, 1, 1], "rope_theta": 10000.0})
     if version == "2":
         from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-        vision = dict(depth=1, embed_dim=16, hidden_size=32, num_heads=2, mlp_ratio=2, patch_size=PATCH,
+        vision = dict(depth=1, embed_dim=16, hidden_size=hidden, num_heads=2, mlp_ratio=2, patch_size=PATCH,
                       spatial_merge_size=2, temporal_patch_size=2, in_channels=3)
         config = Qwen2VLConfig(text_config=text, vision_config=vision, image_token_id=ID["<|image_pad|>"],
                                video_token_id=ID["<|video_pad|>"], vision_start_token_id=ID["<|vision_start|>"],
@@ -155,7 +157,7 @@ def build_tiny_qwen(directory: Path, version: str = "2", seed: int = 0) -> Path:
     else:
         from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-        vision = dict(depth=1, hidden_size=16, intermediate_size=32, out_hidden_size=32, num_heads=2,
+        vision = dict(depth=1, hidden_size=16, intermediate_size=32, out_hidden_size=hidden, num_heads=2,
                       patch_size=PATCH, spatial_merge_size=2, temporal_patch_size=2, in_channels=3, window_size=16,
                       fullatt_block_indexes=[0])
         config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=ID["<|image_pad|>"],
@@ -167,7 +169,7 @@ def build_tiny_qwen(directory: Path, version: str = "2", seed: int = 0) -> Path:
     return _save(model, [ip, tokenizer(QWEN_TEMPLATE, "<|image_pad|>")], directory, False)
 
 
-def build_tiny_mllama(directory: Path, seed: int = 0) -> Path:
+def build_tiny_mllama(directory: Path, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
     from transformers import MllamaConfig, MllamaForConditionalGeneration, MllamaTextConfig, MllamaVisionConfig
     from transformers.models.mllama.image_processing_pil_mllama import MllamaImageProcessorPil
 
@@ -178,9 +180,9 @@ def build_tiny_mllama(directory: Path, seed: int = 0) -> Path:
         vision_output_dim=32, image_size=TILE, patch_size=PATCH, max_num_tiles=4, intermediate_layers_indices=[0],
     )
     text = MllamaTextConfig(
-        vocab_size=len(WORDS), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, cross_attention_layers=[1], max_position_embeddings=1024, pad_token_id=0,
-        bos_token_id=2, eos_token_id=3,
+        vocab_size=len(WORDS), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, cross_attention_layers=[layers - 1],
+        max_position_embeddings=1024, pad_token_id=0, bos_token_id=2, eos_token_id=3,
     )
     config = MllamaConfig(vision_config=vision, text_config=text, image_token_index=ID["<|image|>"])
     torch.manual_seed(seed)

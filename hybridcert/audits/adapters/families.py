@@ -64,7 +64,7 @@ class LlavaFamily(_MeasuredTokens):
         self.crop_hw = (int(crop["height"]), int(crop["width"])) if crop else None
         side = int(self.model.config.vision_config.image_size)
         self.image_hw = (side, side)
-        probe = torch.zeros(1, 3, side, side, device=self.device, dtype=self.model.dtype)
+        probe = torch.zeros(1, 3, side, side, device=self.device, dtype=self.dtype)
         self._n_tokens = self._measure(pixel_values=probe)
 
     def n_image_tokens(self, h: int, w: int) -> int:
@@ -138,7 +138,7 @@ class AnyresFamily(_MeasuredTokens):
             (bh, bw), _ = vision.anyres_layout(h, w, self.pinpoints)
             n_tiles = 1 + (bh // self.tile) * (bw // self.tile)
             side = self.crop_hw[0] if self.do_center_crop and self.crop_hw else self.base_hw[0]
-            probe = torch.zeros(1, n_tiles, 3, side, side, device=self.device, dtype=self.model.dtype)
+            probe = torch.zeros(1, n_tiles, 3, side, side, device=self.device, dtype=self.dtype)
             self._n_tokens[(h, w)] = self._measure(pixel_values=probe, **self._extra(1, h, w))
         return self._n_tokens[(h, w)]
 

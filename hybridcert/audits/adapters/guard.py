@@ -262,6 +262,7 @@ class GuardFilter:
         defaults = PRESETS[preset] if preset else PRESETS["llavaguard"]
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        self.dtype: torch.dtype = next(self.model.parameters()).dtype  # model.dtype scans modules on every call
         self.image_processor = image_processor
         self.tokenizer = tokenizer
         self.amp = amp
@@ -295,6 +296,7 @@ class GuardFilter:
             pieces = tokenizer.convert_ids_to_tokens(overlap)
             raise ValueError(f"tokens {pieces} are both safe and unsafe spellings: the read-out is ambiguous")
         self._expanded: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
+        self._prompt_tensors: dict[tuple[int, int, str], tuple[torch.Tensor, ...]] = {}
 
     # ------------------------------------------------------------------ family hooks
     def _image_setup(self) -> None:
@@ -393,11 +395,13 @@ class GuardFilter:
             )
         if bool(((tokens < 0) & (tokens != PAD_TOKEN_ID)).any()):
             raise ValueError(f"negative token ids other than PAD_TOKEN_ID ({PAD_TOKEN_ID}) are not allowed")
-        prefix_ids, suffix_ids = self.prompt_ids(*image_hw)
         b = tokens.shape[0]
         tokens = tokens.to(torch.long)
-        prefix = torch.tensor(prefix_ids, dtype=torch.long, device=tokens.device).expand(b, -1)
-        suffix = torch.tensor(suffix_ids, dtype=torch.long, device=tokens.device).expand(b, -1)
+        key = (int(image_hw[0]), int(image_hw[1]), str(tokens.device))
+        if key not in self._prompt_tensors:
+            pair = self.prompt_ids(*image_hw)
+            self._prompt_tensors[key] = tuple(torch.tensor(i, dtype=torch.long, device=tokens.device) for i in pair)
+        prefix, suffix = (t.expand(b, -1) for t in self._prompt_tensors[key])
         full = torch.cat([prefix, tokens, suffix], dim=1)
         real = full != PAD_TOKEN_ID
         # A stable sort on "is real" moves the absent positions to the left and keeps the real ones in order.
@@ -433,7 +437,7 @@ class GuardFilter:
         ids, mask, positions = self.build_inputs(tokens, (int(x.shape[-2]), int(x.shape[-1])))
         inputs = self.text_inputs(ids.to(self.device), mask.to(self.device), positions.to(self.device))
         for key, value in self.image_inputs(x).items():
-            inputs[key] = value.to(self.model.dtype) if value.is_floating_point() else value
+            inputs[key] = value.to(self.dtype) if value.is_floating_point() else value
         return inputs
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
