@@ -362,7 +362,8 @@ def audit(
         bar, update = _progress_callback()
         with bar:
             results = audit_from_file(config, out_dir, resume=resume, overwrite=overwrite, device=device,
-                                      batch_size=batch_size, progress=update, executor=executor)
+                                      batch_size=batch_size, progress=update, executor=executor,
+                                      warn=lambda line: err.print(f"warning: {line}", markup=False))
     if as_json:
         print_json(results.aggregates.model_dump(mode="json"))
         return
@@ -581,9 +582,9 @@ def _tokenizer_for(spec: Any) -> Any:
 
     if spec.tokens.vocabulary:
         return make_tokenizer(spec)
-    from hybridcert.audits.runner import build_filter, resolve_device
+    from hybridcert.audits.preparation import build_filter, run_device
 
-    filt, _ = build_filter(spec.filter, spec, resolve_device("cpu"), False)
+    filt, _ = build_filter(spec.filter, spec, run_device("cpu"), False)
     return make_tokenizer(spec, filt)
 
 

@@ -45,6 +45,9 @@ from hybridcert.attacks.engine import (
     search,
 )
 from hybridcert.attacks.protocol import as_gradient_filter, check_consistency
+from hybridcert.audits.certification import side_threshold
+from hybridcert.audits.counting import budget_span, clean_tokens
+from hybridcert.audits.preparation import Audit, prepare
 from hybridcert.audits.results import (
     AuditResults,
     InputResult,
@@ -53,7 +56,7 @@ from hybridcert.audits.results import (
     load_results,
     write_json_atomic,
 )
-from hybridcert.audits.runner import Audit, _budget_span, _clean_tokens, prepare, run_audit, side_threshold
+from hybridcert.audits.runner import run_audit
 from hybridcert.results.atomic import open_append_nofollow, open_rw_nofollow, write_bytes_atomic
 from hybridcert.theory import clopper_pearson_lower, clopper_pearson_upper
 
@@ -125,10 +128,10 @@ def target_for(audit: Audit, item_index: int, result: InputResult, point: Point)
     """The clean point, noised span and changeable positions of one input at (d, eps) (docs/theory.md §2)."""
     item = audit.dataset.inputs[item_index]
     d, eps = point
-    tokens = _clean_tokens(audit, item)
+    tokens = clean_tokens(audit, item)
     full = audit.threat.noised_positions(len(item.tokens))
     per_budget = audit.spec.certify.sampling == "per-budget"
-    span = _budget_span(audit, full, min(d, full[1] - full[0])) if per_budget else full
+    span = budget_span(audit, full, min(d, full[1] - full[0])) if per_budget else full
     if audit.threat.kind == "suffix-append":
         positions = tuple(range(full[0], full[0] + min(d, full[1] - full[0])))
     else:
@@ -271,7 +274,7 @@ def run_attack(audit: Audit, out_dir: Path, points: list[Point] | None = None,
     n = n or audit.spec.certify.n
     filt = as_gradient_filter(audit.filter)  # everything is checked before anything is written
     first = audit.dataset.inputs[0]
-    noisy_t, noisy_i = audit.sampler.draw("consistency", _clean_tokens(audit, first),
+    noisy_t, noisy_i = audit.sampler.draw("consistency", clean_tokens(audit, first),
                                           torch.from_numpy(first.image).to(audit.device),
                                           audit.threat.noised_positions(len(first.tokens)), 0, 0, 64)
     check_consistency(filt, noisy_t, noisy_i)

@@ -24,13 +24,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from hybridcert.audits.certification import side_threshold
+from hybridcert.audits.counting import clean_tokens
 from hybridcert.audits.samplers import chunk_generator, chunks
 from hybridcert.theory import clopper_pearson_lower, cohen_radius
 
 if TYPE_CHECKING:
     from hybridcert.audits.dataset import AuditInput
+    from hybridcert.audits.preparation import Audit
     from hybridcert.audits.results import InputResult
-    from hybridcert.audits.runner import Audit
 
 BASELINES = ("image-only", "text-only")
 SELECT, ESTIMATE = 0, 1
@@ -44,9 +46,7 @@ def count_ones(audit: Audit, item: AuditInput, name: str, stream: int, count: in
     """Class-1 decisions of the filter on ``count`` samples of baseline ``name``'s noise (module docstring)."""
     if count == 0:
         return 0
-    from hybridcert.audits.runner import _clean_tokens
-
-    tokens = _clean_tokens(audit, item)
+    tokens = clean_tokens(audit, item)
     image = torch.from_numpy(item.image).to(audit.device)
     start, stop = audit.threat.noised_positions(len(item.tokens))
     clean_index = audit.sampler.clean_index(tokens, (start, stop))
@@ -85,8 +85,6 @@ def certify_baseline(audit: Audit, item: AuditInput, name: str) -> dict[str, Any
     """One input's baseline record: counts, side, threshold, p_a_lower, decision, correct, frontier (module
     docstring); the frontier is [(0, Cohen radius)] for image-only, [(d, 0) for d <= certified budget] for
     text-only, empty when not certified at (0, 0)."""
-    from hybridcert.audits.runner import side_threshold
-
     if name not in BASELINES:
         raise ValueError(f"certify.baselines: unknown baseline {name!r} (expected {', '.join(BASELINES)})")
     c = audit.spec.certify

@@ -13,40 +13,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
+
+from hybridcert.audits.counting import Executor, WorkItem, count_class_one
+from hybridcert.audits.preparation import Audit, prepare
 
 if TYPE_CHECKING:
     from hybridcert.audits.config import AuditSpec, RunSpec
-    from hybridcert.audits.runner import Audit
 
-
-@dataclass(frozen=True)
-class WorkItem:
-    """The ``count`` samples of ``stream`` of input number ``index`` (its position in the dataset), starting at
-    chunk ``first_chunk``, with the noised positions ``span``. ``count`` is a whole number of chunks except
-    possibly at the end of the range."""
-
-    index: int
-    stream: int
-    span: tuple[int, int]
-    first_chunk: int
-    count: int
-
-
-class Executor(Protocol):
-    """Counts class 1 on work items; ``count`` returns, per item and in order, (count, seconds spent)."""
-
-    name: str
-
-    def count(self, audit: Audit, work: Sequence[WorkItem]) -> list[tuple[int, float]]: ...
-
-    def close(self) -> None: ...
+__all__ = ["InProcessExecutor", "RayExecutor", "make_executor", "ray_sampling_device", "split_chunks", "start_ray"]
 
 
 def _count_here(audit: Audit, item: WorkItem) -> tuple[int, float]:
-    from hybridcert.audits.runner import count_class_one
-
     start = time.perf_counter()
     ones = count_class_one(audit, audit.dataset.inputs[item.index], item.stream, item.count, item.span,
                            first_chunk=item.first_chunk)
@@ -90,8 +68,6 @@ class _Worker:
 
     def __init__(self, spec: AuditSpec, device: str, batch_size: int, threads: int | None) -> None:
         import torch
-
-        from hybridcert.audits.runner import prepare
 
         torch.set_num_threads(threads or 1)
         self.audit = prepare(spec, device=device, batch_size=batch_size)

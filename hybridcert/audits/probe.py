@@ -22,7 +22,8 @@ from typing import Any
 import torch
 
 from hybridcert.audits.config import AuditSpec
-from hybridcert.audits.runner import Audit, _clean_tokens, prepare
+from hybridcert.audits.counting import clean_tokens
+from hybridcert.audits.preparation import Audit, prepare
 
 PROBE_STREAM = 1 << 20  # a stream no audit uses (audits use SELECT, ESTIMATE + d and the baselines' streams)
 
@@ -67,7 +68,7 @@ def _peak_memory(device: torch.device) -> tuple[float, str]:
 
 
 def _batch(audit: Audit, item: Any, size: int, chunk: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    tokens = _clean_tokens(audit, item)
+    tokens = clean_tokens(audit, item)
     image = torch.from_numpy(item.image).to(audit.device)
     span = audit.threat.noised_positions(len(item.tokens))
     return audit.sampler.draw(item.id, tokens, image, span, PROBE_STREAM, chunk, size)
@@ -118,7 +119,7 @@ def probe(spec: AuditSpec, inputs: int = 4, samples: int = 8, device: str | None
     report.batch_size = measure
     with torch.inference_mode():
         for item in items:
-            tokens = _clean_tokens(audit, item)
+            tokens = clean_tokens(audit, item)
             image = torch.from_numpy(item.image).to(audit.device)
             hw = (int(image.shape[-2]), int(image.shape[-1]))
             score = None

@@ -13,7 +13,8 @@ import torch
 from hybridcert.attacks.engine import AttackSettings, Target, check_feasible, estimate, project, search
 from hybridcert.attacks.protocol import as_gradient_filter, check_consistency
 from hybridcert.audits.config import load_spec, parse_spec
-from hybridcert.audits.runner import Audit, _clean_tokens, prepare
+from hybridcert.audits.counting import clean_tokens
+from hybridcert.audits.preparation import Audit, prepare
 from tests.attacks.conftest import SMALL
 
 
@@ -62,7 +63,7 @@ def test_projection_stays_in_ball_and_box() -> None:
 def test_check_feasible_refuses_points_outside_the_threat_model(demo_config: Any) -> None:
     audit = _audit(demo_config)
     item = audit.dataset.inputs[0]
-    clean = _clean_tokens(audit, item)
+    clean = clean_tokens(audit, item)
     image = torch.from_numpy(item.image)
     target = Target(item.id, clean, image, (0, len(clean)), tuple(range(len(clean))), 1, 1, 0.5)
     two = clean.clone()
@@ -81,7 +82,7 @@ def test_check_feasible_refuses_points_outside_the_threat_model(demo_config: Any
 def test_estimate_does_not_depend_on_batch_size(demo_config: Any) -> None:
     audit = prepare(load_spec(demo_config[0]))
     item = audit.dataset.inputs[1]
-    tokens, image = _clean_tokens(audit, item), torch.from_numpy(item.image)
+    tokens, image = clean_tokens(audit, item), torch.from_numpy(item.image)
     span = (0, len(tokens))
     runs = [estimate(audit.filter, audit.sampler, "k", tokens, image, span, 300, 0.01, b) for b in (7, 64, 4096)]
     assert runs[0] == runs[1] == runs[2]
@@ -110,7 +111,7 @@ class _NegatedScores:
 def test_consistency_check_refuses_a_score_that_is_not_the_decision(demo_config: Any) -> None:
     audit = prepare(load_spec(demo_config[0]))
     item = audit.dataset.inputs[0]
-    toks = _clean_tokens(audit, item).unsqueeze(0).expand(64, -1)
+    toks = clean_tokens(audit, item).unsqueeze(0).expand(64, -1)
     imgs = torch.from_numpy(np.repeat(item.image[None], 64, axis=0)) + 0.3 * torch.randn(64, 1, 8, 8)
     check_consistency(as_gradient_filter(audit.filter), toks, imgs)  # the real one passes
     with pytest.raises(ValueError, match="disagrees"):

@@ -327,7 +327,7 @@ batch_size = 12
 def test_an_audit_of_the_onevision_guard_runs_and_verify_proves_it(offline: None, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from hybridcert.audits.runner import RESULTS_NAME
+    from hybridcert.audits.checkpoint import RESULTS_NAME
     from hybridcert.cli import app
 
     config = _write_audit(tmp_path)

@@ -90,24 +90,27 @@ def test_two_real_audit_processes_on_one_folder(tmp_path: Path) -> None:
     """The issue's scenario: a second ``--resume`` while the first audit runs exits 2 and changes nothing."""
     from hybridcert.audits.demo.run import write_demo
 
-    config = write_demo(tmp_path / "bench", n_inputs=3, n=10000)  # slow enough to be running in the meantime
+    config = write_demo(tmp_path / "bench", n_inputs=2, n=400_000)  # runs far longer than the second's start
     config.write_text(config.read_text(encoding="utf-8").replace("wave = 50", "wave = 1"), encoding="utf-8")
     out = tmp_path / "o"
     first = subprocess.Popen([sys.executable, "-m", "hybridcert", "audit", "--config", str(config), "--out", str(out)],
                              env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while not (out / LOG_NAME).is_file() or len((out / LOG_NAME).read_bytes().split(b"\n")) < 2:
-        assert first.poll() is None and time.monotonic() < deadline
-        time.sleep(0.01)
-    second = subprocess.run([sys.executable, "-m", "hybridcert", "audit", "--config", str(config), "--out", str(out),
-                             "--resume"], env=ENV, capture_output=True, text=True, timeout=120)
-    assert second.returncode == 2, second.stderr
-    assert f"pid {first.pid} on " in second.stderr and second.stderr.count("\n") == 1
-    assert first.poll() is None, "the first audit must still be running"
-    first.kill()
-    first.wait()
-    resumed = subprocess.run([sys.executable, "-m", "hybridcert", "audit", "--config", str(config), "--out", str(out),
-                              "--resume"], env=ENV, capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr
-    ids = [json.loads(x)["result"]["id"] for x in (out / LOG_NAME).read_bytes().split(b"\n")[1:] if x]
-    assert len(ids) == 3 and len(set(ids)) == 3
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / LOG_NAME).is_file() or not (out / LOG_NAME).read_bytes().endswith(b"\n"):
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        before = (out / LOG_NAME).read_bytes()
+        second = subprocess.run([sys.executable, "-m", "hybridcert", "audit", "--config", str(config), "--out",
+                                 str(out), "--resume"], env=ENV, capture_output=True, text=True, timeout=120)
+        assert first.poll() is None, "the first audit must still be running"
+        assert second.returncode == 2, second.stderr
+        assert f"pid {first.pid} on " in second.stderr and second.stderr.count("\n") == 1
+        assert (out / LOG_NAME).read_bytes().startswith(before)  # the second wrote nothing
+    finally:
+        first.kill()
+        first.wait()
+    lines = (out / LOG_NAME).read_bytes().split(b"\n")
+    assert json.loads(lines[0])["type"] == "header"
+    ids = [json.loads(x)["result"]["id"] for x in lines[1:] if x]
+    assert len(ids) == len(set(ids))

@@ -111,7 +111,8 @@ def test_bad_denoisers_are_one_line_errors(tmp_path: Path) -> None:
 def test_an_audit_with_a_denoiser_records_it_and_verify_proves_it(make_spec, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from typer.testing import CliRunner
 
-    from hybridcert.audits.runner import RESULTS_NAME, prepare, run_audit
+    from hybridcert.audits.checkpoint import RESULTS_NAME
+    from hybridcert.audits.runner import prepare, run_audit
     from hybridcert.cli import app
 
     directory = build_tiny_denoiser(tmp_path / "den")

@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hybridcert.audits.certification import side_threshold
 from hybridcert.audits.checkpoint import LOG_NAME, RESULTS_NAME
 from hybridcert.audits.config import AuditSpec
+from hybridcert.audits.counting import count_class_one
 from hybridcert.audits.results import AuditResults, canonical_dumps, deterministic_view, load_results
-from hybridcert.audits.runner import count_class_one, prepare, run_audit, side_threshold
+from hybridcert.audits.runner import prepare, run_audit
 from hybridcert.audits.samplers import ESTIMATE
 from hybridcert.theory import HybridNoise, clopper_pearson_lower
 
@@ -210,7 +212,7 @@ def test_cli_audit_json_and_device_auto(write_config: Callable[..., Path], tmp_p
     import torch
     from typer.testing import CliRunner
 
-    from hybridcert.audits.runner import resolve_device
+    from hybridcert.audits.preparation import run_device as resolve_device
     from hybridcert.cli import app
 
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from hybridcert.audits.certification import sequential_rule
 from hybridcert.audits.checkpoint import LOG_NAME, RESULTS_NAME
 from hybridcert.audits.config import AuditSpec
-from hybridcert.audits.executors import InProcessExecutor, WorkItem, split_chunks
+from hybridcert.audits.counting import WorkItem, count_class_one
+from hybridcert.audits.executors import InProcessExecutor, split_chunks
 from hybridcert.audits.results import canonical_dumps, deterministic_view
-from hybridcert.audits.runner import count_class_one, prepare, run_audit, sequential_rule
+from hybridcert.audits.runner import prepare, run_audit
 from hybridcert.audits.samplers import ESTIMATE
 from hybridcert.theory import HybridNoise, cs_lower
 from hybridcert.theory.sequential import decide
@@ -61,7 +63,7 @@ def test_each_input_stops_by_the_rule_and_its_certificate_follows_from_the_bound
         assert n == CAP or (n % CHUNK == 0 and 0 < n < CAP)
         p_lower = float(cs_lower(k, n, cfg["alpha"]))
         assert item["p_a_lower"] == p_lower
-        rule = sequential_rule(audit, item["target_class"])
+        rule = sequential_rule(audit.noise, audit.spec.certify, item["target_class"])
         assert rule.threshold == item["threshold"]
         # the rule stops here, with the reason written, and not one look earlier (recount the earlier chunks)
         dec = decide(k, n, rule)

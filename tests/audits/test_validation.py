@@ -292,3 +292,31 @@ def test_npy_versions_dtypes_and_fortran_order(tmp_path: Path) -> None:
     (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY\x09\x00" + b"\0" * 100)
     with pytest.raises(ValueError, match="not a plain .npy array"):
         load_image(tmp_path / "bad.npy", (1, 8, 8))
+
+
+# ------------------------------------------------------------------------------------------------------
+# a configuration that can certify no budget above 0 is flagged before the run (issue 10)
+# ------------------------------------------------------------------------------------------------------
+
+
+def test_budget_warnings_from_the_theory_engine() -> None:
+    from hybridcert.audits.certification import budget_warnings
+    from hybridcert.audits.config import CertifySpec
+    from hybridcert.theory import HybridNoise
+
+    demo = HybridNoise("uniform-other", 32, 0.75, 0.35)
+    assert budget_warnings(demo, CertifySpec(tau=0.5, alpha=0.001, n=1000)) == []
+    few = budget_warnings(demo, CertifySpec(tau=0.5, alpha=0.001, n=10))  # 10 samples: p_a_lower <= 0.51
+    assert len(few) == 2 and "n = 10 samples at alpha = 0.001 give at best p_a_lower = 0.501187" in few[0]
+    # absorb with beta < tau: r*(1) needs tau / beta < 1 (docs/theory.md §4), whatever n
+    never = budget_warnings(HybridNoise("absorb", 32, 0.3, 0.35), CertifySpec(tau=0.5, n=10**6, target_class=1))
+    assert never == ["no budget d >= 1 can be certified on the flag side at eps = 0: even p_a = 1 - 1e-12 does "
+                     "not (beta = 0.3, tau = 0.5, V = 32)"]
+    assert budget_warnings(demo, CertifySpec(tau=0.5, n=10, max_budget=0)) == []
+
+
+def test_the_audit_command_warns_on_stderr_before_running(write_config: ConfigWriter, tmp_path: Path) -> None:
+    config = write_config(certify={"n": 12})
+    code, err = cli("audit", "--config", str(config), "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    assert err.startswith("warning: no budget d >= 1 can be certified on the flag side at eps = 0: n = 12 samples")
