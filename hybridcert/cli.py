@@ -426,10 +426,17 @@ def demo(
         typer.Option(help="Demo signing identity folder (default: OUT-demo-identity, created if absent)."),
     ] = None,
     report: Annotated[bool, typer.Option(help="End with a signed, verified report (--no-report: audit only).")] = True,
+    tabular: Annotated[bool, typer.Option("--tabular", help="The tabular demo instead: a generated table with "
+                                          "Adult-like arities, a skops scikit-learn model (docs/tabular.md).")] = False,
 ) -> None:
     """The bundled offline demo: digits x digit names, a small noise-trained filter, a full audit, and a report
-    signed with a clearly labelled demo identity, then verified. A non-empty --out needs --resume or --force."""
+    signed with a clearly labelled demo identity, then verified. A non-empty --out needs --resume or --force.
+    --tabular runs the tabular demo (budgets count fields changed; radii are in standardised units)."""
     import time
+
+    if tabular:
+        _tabular_demo(out_dir, force or overwrite, resume, inputs, n, as_json, identity, report)
+        return
 
     from hybridcert.audits.checkpoint import LOG_NAME
     from hybridcert.audits.demo.run import write_demo
@@ -480,6 +487,84 @@ def demo(
             for c in checks:
                 out.print("  " + c.line(), markup=False)
         _print_demo_next_steps(out_dir, ident_dir, report)
+    if report and not verified:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("tabular-audit")
+def tabular_audit(
+    config: Annotated[Path, typer.Option("--config", help="The tabular audit configuration (JSON, docs/tabular.md).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (results.json).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the aggregates as JSON.")] = False,
+) -> None:
+    """Audit a scikit-learn (skops) or ONNX model on a CSV or Parquet table with a schema: budgets count
+    categorical fields changed, radii are l2 in standardised units. Bad input is one line naming file, row and
+    column, and nothing is written."""
+    import time
+
+    from hybridcert.audits.tabular import load_tabular_config, run_tabular_audit
+
+    with user_errors():
+        start = time.perf_counter()
+        audit = load_tabular_config(config)
+        bar, update = _progress_callback()
+        with bar:
+            results = run_tabular_audit(audit, out_dir, progress=update)
+    if as_json:
+        print_json(results.aggregates.model_dump(mode="json"))
+    else:
+        _print_audit_summary(results, time.perf_counter() - start, out_dir)
+
+
+def _tabular_demo(out_dir: Path, force: bool, resume: bool, inputs: int, n: int, as_json: bool,
+                  identity: Path | None, report: bool) -> None:
+    import shutil
+    import time
+
+    from hybridcert.audits.demo.tabular import write_tabular_demo
+    from hybridcert.audits.tabular import run_tabular_audit
+
+    with user_errors():
+        start = time.perf_counter()
+        if resume:
+            fail("--resume is not available for the tabular demo (it takes seconds): use --force")
+        if not 1 <= inputs <= 1000:
+            fail(f"--inputs must lie in 1..1000 for the tabular demo, got {inputs}")
+        if out_dir.exists() and not out_dir.is_dir():
+            fail(f"--out {out_dir} exists and is not a folder")
+        if out_dir.is_dir() and any(out_dir.iterdir()):
+            if not force:
+                fail(f"{out_dir} is not empty (an earlier demo?); pass --force to replace it or choose another --out")
+            err.print(f"--force: replacing the demo in {out_dir}", markup=False)
+            shutil.rmtree(out_dir)
+        with _step("generating the table and training the model"):
+            audit = write_tabular_demo(out_dir, n_inputs=inputs, n=n)
+        bar, update = _progress_callback()
+        with bar:
+            results = run_tabular_audit(audit, out_dir, progress=update)
+        checks: list[Any] = []
+        ident_dir = identity if identity is not None else out_dir.parent / f"{out_dir.name}-demo-identity"
+        if report:
+            from hybridcert.reports.publish import demo_report
+
+            with _step("rendering, signing and verifying the report"):
+                signed, checks = demo_report(out_dir, ident_dir)
+    verified = all(c.ok for c in checks)
+    if as_json:
+        print_json({**results.aggregates.model_dump(mode="json"),
+                    "report": {"signed": report, "verified": verified if report else None,
+                               "checks": [c.as_json() for c in checks]}})
+    else:
+        _print_audit_summary(results, time.perf_counter() - start, out_dir)
+        out.print("budgets d count categorical fields changed; radii eps are l2 in standardised units",
+                  markup=False)
+        if report:
+            out.print(f"signed report {signed.report_id} with the DEMO identity in {ident_dir} "
+                      "(not for compliance use); verification:", markup=False)
+            for c in checks:
+                out.print("  " + c.line(), markup=False)
+        q = __import__("shlex").quote
+        out.print(f"next:\n  prove its radii:    hybridcert verify --results {q(str(out_dir))}", markup=False)
     if report and not verified:
         raise typer.Exit(EXIT_FAILED)
 

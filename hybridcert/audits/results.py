@@ -29,7 +29,7 @@ class _Model(BaseModel):
 
 class NoiseConfig(_Model):
     kernel: str
-    vocab_size: int
+    vocab_size: int | list[int]  # a list: one arity per categorical field (tabular, docs/theory.md §9)
     beta: float
     sigma: float
     mask_id: int | None = None

@@ -42,13 +42,21 @@ class Tool(_Model):
 
 class Noise(_Model):
     kernel: Literal["uniform-other", "uniform-all", "absorb"]
-    vocab_size: int = Field(ge=2)
+    vocab_size: int | list[int]  # a list: one arity per categorical field (tabular, docs/theory.md §9)
     beta: float = Field(gt=0, le=1)
     sigma: float = Field(gt=0)
 
+    @field_validator("vocab_size")
+    @classmethod
+    def _arities(cls, v: int | list[int]) -> int | list[int]:
+        values = v if isinstance(v, list) else [v]
+        if not values or any(x < 2 for x in values):
+            raise ValueError(f"vocab_size must be >= 2 (each field's arity for a list), got {v!r}")
+        return v
+
 
 class ThreatModelConfig(_Model):
-    kind: Literal["l0", "suffix-append", "suffix-inplace"]
+    kind: Literal["l0", "suffix-append", "suffix-inplace", "fields"]  # fields: tabular, any d categorical fields
     span: int | None = Field(default=None, ge=1)
 
 

@@ -30,7 +30,7 @@ class _Model(BaseModel):
 
 class NoiseConfig(_Model):
     kernel: Literal["uniform-other", "uniform-all", "absorb"]
-    vocab_size: int = Field(ge=2)
+    vocab_size: int | list[int]  # a list: one arity per categorical field (docs/theory.md §9)
     beta: float = Field(gt=0.0, le=1.0)
     sigma: float = Field(gt=0.0)
 
@@ -198,7 +198,8 @@ def verify_results(results: ResultsFile, source: str = "results",
                    progress: Callable[[str], None] | None = None) -> ResultsVerification:
     """Prove every frontier entry of every input (THEORY 4, 6); nothing here trusts the file's numbers."""
     n = results.config.noise
-    noise = NoiseParams(n.kernel, n.vocab_size, n.beta, n.sigma)
+    noise = NoiseParams(n.kernel, tuple(n.vocab_size) if isinstance(n.vocab_size, list) else n.vocab_size,
+                        n.beta, n.sigma)
     out = ResultsVerification(source, noise)
     for index, record in enumerate(results.inputs):
         ident = str(record.id) if record.id is not None else f"#{index}"

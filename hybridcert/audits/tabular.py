@@ -1,0 +1,502 @@
+"""Tabular audits (docs/tabular.md, docs/theory.md §9): a schema, a CSV or Parquet table, per-field categorical
+noise and Gaussian noise on the standardised numeric features, scikit-learn (skops) and ONNX models.
+
+* Schema (JSON): ``{"label": COLUMN, "categorical": [{"name": N, "categories": [...]}, ...],
+  "numeric": [{"name": N, "mean": M, "std": S}, ...]}``. A field's arity is the length of its category list
+  (at least 2); numeric features are standardised as (x - mean) / std, which defines the l2 units of the radius.
+* Noise: each categorical field by the kernel at its own arity (``absorb`` replaces by the category
+  ``MISSING``, outside the schema's list); N(0, sigma^2) on every standardised numeric feature.
+* A model sees a 2-D object array, columns in schema order (categorical fields, then numeric features):
+  categories as the schema's strings (``MISSING`` for the absorb kernel's missing category), numeric values in
+  the data's own units. It returns a class per row; class 1 is the flagged class.
+* Bad input (a category outside the schema, a numeric NaN, an arity below 2, an untrusted type in a skops
+  file) is a ValueError naming file, row and column, raised before anything is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from hybridcert import __version__
+from hybridcert.audits.results import (
+    Aggregates,
+    AuditConfig,
+    AuditResults,
+    Counts,
+    DatasetInfo,
+    Decision,
+    FrontierPoint,
+    InputResult,
+    ModelInfo,
+    NoiseConfig,
+    ThreatModelConfig,
+    ToolInfo,
+    aggregate,
+    write_json_atomic,
+)
+from hybridcert.theory import HybridNoise, clopper_pearson_lower
+
+MISSING = "__missing__"
+KERNELS = ("uniform-other", "uniform-all", "absorb")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Schema and table
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Schema:
+    """Categorical fields with their category lists, numeric features with their standardisation, the label."""
+
+    categorical: tuple[tuple[str, tuple[str, ...]], ...]
+    numeric: tuple[tuple[str, float, float], ...]  # (name, mean, std)
+    label: str | None = None
+
+    @property
+    def arities(self) -> list[int]:
+        return [len(c) for _, c in self.categorical]
+
+    @property
+    def columns(self) -> list[str]:
+        return [n for n, _ in self.categorical] + [n for n, _, _ in self.numeric]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label,
+                "categorical": [{"name": n, "categories": list(c)} for n, c in self.categorical],
+                "numeric": [{"name": n, "mean": m, "std": s} for n, m, s in self.numeric]}
+
+    @staticmethod
+    def from_json(data: Any, source: str = "schema") -> Schema:
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: a schema is a JSON object with 'categorical' and 'numeric' lists")
+        unknown = set(data) - {"label", "categorical", "numeric"}
+        if unknown:
+            raise ValueError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}")
+        cats, nums, names = [], [], set()
+        for item in data.get("categorical", []):
+            name = item.get("name") if isinstance(item, dict) else None
+            values = item.get("categories") if isinstance(item, dict) else None
+            if not isinstance(name, str) or not name or not isinstance(values, list):
+                raise ValueError(f"{source}: each categorical entry needs a 'name' and a 'categories' list")
+            if len(values) < 2:
+                raise ValueError(f"{source}: column {name!r}: arity {len(values)}; a categorical field needs at "
+                                 "least 2 categories")
+            if any(not isinstance(v, str) or not v for v in values) or len(set(values)) != len(values):
+                raise ValueError(f"{source}: column {name!r}: categories must be distinct non-empty strings")
+            if MISSING in values:
+                raise ValueError(f"{source}: column {name!r}: {MISSING!r} is reserved for the missing category")
+            cats.append((name, tuple(values)))
+            names.add(name)
+        for item in data.get("numeric", []):
+            name = item.get("name") if isinstance(item, dict) else None
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"{source}: each numeric entry needs a 'name'")
+            mean, std = item.get("mean"), item.get("std")
+            if not _finite(mean) or not _finite(std) or std <= 0:
+                raise ValueError(f"{source}: column {name!r}: needs a finite 'mean' and a 'std' > 0")
+            nums.append((name, float(mean), float(std)))
+            names.add(name)
+        if len(names) != len(cats) + len(nums):
+            raise ValueError(f"{source}: a column is listed twice")
+        if not cats and not nums:
+            raise ValueError(f"{source}: no categorical or numeric columns")
+        label = data.get("label")
+        if label is not None and (not isinstance(label, str) or label in names):
+            raise ValueError(f"{source}: 'label' must name a column that is not a feature")
+        return Schema(tuple(cats), tuple(nums), label)
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def load_schema(path: Path) -> Schema:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the schema ({exc})") from None
+    return Schema.from_json(data, str(path))
+
+
+@dataclass
+class Table:
+    """Encoded rows: category codes (n, m) int, standardised numeric features (n, k), labels, row ids."""
+
+    codes: NDArray[np.int64]
+    z: NDArray[np.float64]
+    labels: NDArray[np.int64] | None
+    ids: list[str]
+    sha256: str
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows of a CSV (strings) or Parquet file (Python values); Parquet needs pyarrow."""
+    if path.suffix.lower() in (".parquet", ".pq"):
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ValueError(f"{path}: reading Parquet needs pyarrow (pip install 'hybridcert[tabular]')") from None
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:  # noqa: BLE001 - any reader error is a bad file
+            raise ValueError(f"{path}: cannot read Parquet ({exc})") from None
+        header = list(table.column_names)
+        cols = [table.column(i).to_pylist() for i in range(len(header))]
+        return header, [list(r) for r in zip(*cols, strict=True)] if cols else []
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            first: list[str] | None = next(reader, None)
+            if first is None:
+                raise ValueError(f"{path}: empty file (no header row)")
+            return first, list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"{path}: cannot read CSV ({exc})") from None
+
+
+def load_table(path: Path, schema: Schema) -> Table:
+    """Read and encode a table; every bad cell is a ValueError naming file, row (1 = first data row) and column."""
+    path = Path(path)
+    header, rows = _read_rows(path)
+    needed = schema.columns + ([schema.label] if schema.label else [])
+    missing = [c for c in needed if c not in header]
+    if missing:
+        raise ValueError(f"{path}: column {missing[0]!r} of the schema is missing from the header")
+    if not rows:
+        raise ValueError(f"{path}: no data rows")
+    pos = {c: header.index(c) for c in needed}
+    lookup = [{v: i for i, v in enumerate(c)} for _, c in schema.categorical]
+    codes = np.zeros((len(rows), len(schema.categorical)), dtype=np.int64)
+    z = np.zeros((len(rows), len(schema.numeric)))
+    labels = np.zeros(len(rows), dtype=np.int64) if schema.label else None
+    for r, row in enumerate(rows, start=1):
+        if len(row) != len(header):
+            raise ValueError(f"{path}: row {r}: {len(row)} cells, the header has {len(header)}")
+        for j, (name, _) in enumerate(schema.categorical):
+            value = row[pos[name]]
+            code = lookup[j].get(value if isinstance(value, str) else str(value))
+            if code is None:
+                raise ValueError(f"{path}: row {r}: column {name!r}: {value!r} is not one of the schema's categories")
+            codes[r - 1, j] = code
+        for j, (name, mean, std) in enumerate(schema.numeric):
+            value = row[pos[name]]
+            try:
+                x = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}: row {r}: column {name!r}: {value!r} is not a number") from None
+            if not math.isfinite(x):
+                raise ValueError(f"{path}: row {r}: column {name!r}: {value!r} is not allowed (NaN or infinite)")
+            z[r - 1, j] = (x - mean) / std
+        if labels is not None:
+            value = row[pos[schema.label or ""]]
+            if str(value) not in ("0", "1"):
+                raise ValueError(f"{path}: row {r}: column {schema.label!r}: the label must be 0 or 1, got {value!r}")
+            labels[r - 1] = int(str(value))
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return Table(codes, z, labels, [f"row-{i}" for i in range(1, len(rows) + 1)], digest)
+
+
+def decode(schema: Schema, codes: NDArray[np.int64], z: NDArray[np.float64]) -> NDArray[Any]:
+    """The model's input: categories as strings (code V_j = MISSING), numeric features in the data's units."""
+    n = codes.shape[0]
+    out = np.empty((n, len(schema.categorical) + len(schema.numeric)), dtype=object)
+    for j, (_, cats) in enumerate(schema.categorical):
+        table = np.array(list(cats) + [MISSING], dtype=object)
+        out[:, j] = table[codes[:, j]]
+    base = len(schema.categorical)
+    for j, (_, mean, std) in enumerate(schema.numeric):
+        out[:, base + j] = mean + std * z[:, j]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Noise
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TabularNoise:
+    """Per-field categorical kernel (docs/theory.md §1, §9) and N(0, sigma^2) on standardised features."""
+
+    kernel: str
+    beta: float
+    sigma: float
+    arities: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        HybridNoise(self.kernel, list(self.arities), self.beta, self.sigma)  # type: ignore[arg-type]
+
+    def sample(self, codes: NDArray[np.int64], z: NDArray[np.float64], n: int,
+               rng: np.random.Generator) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """n noisy copies of one record (codes (m,), z (k,))."""
+        m = codes.size
+        v = np.array(self.arities, dtype=np.int64)
+        out = np.broadcast_to(codes, (n, m)).copy()
+        if m:
+            hit = rng.random((n, m)) < self.beta
+            if self.kernel == "uniform-other":
+                shift = (rng.random((n, m)) * (v - 1)).astype(np.int64) + 1  # uniform in 1..V-1
+                out = np.where(hit, (out + shift) % v, out)
+            elif self.kernel == "uniform-all":
+                out = np.where(hit, (rng.random((n, m)) * v).astype(np.int64), out)
+            else:
+                out = np.where(hit, v, out)  # the missing category
+        zn = z[None, :] + self.sigma * rng.standard_normal((n, z.size))
+        return out, zn
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------------------
+
+
+class TabularModel(Protocol):
+    def predict(self, x: NDArray[Any]) -> NDArray[np.int64]: ...
+
+
+@dataclass
+class SkopsModel:
+    """A scikit-learn estimator saved with skops; types outside skops' defaults must be listed in ``trusted``."""
+
+    path: Path
+    trusted: Sequence[str] = ()
+    model: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        import skops.io as sio
+
+        try:
+            untrusted = sio.get_untrusted_types(file=str(self.path))
+        except Exception as exc:  # noqa: BLE001 - any reader error is a bad file
+            raise ValueError(f"{self.path}: not a readable skops file ({exc})") from None
+        refused = [t for t in untrusted if t not in set(self.trusted)]
+        if refused:
+            raise ValueError(f"{self.path}: untrusted type {refused[0]!r} in the model file (list it under "
+                             "filter.trusted to load it)")
+        self.model = sio.load(str(self.path), trusted=list(untrusted))
+
+    def predict(self, x: NDArray[Any]) -> NDArray[np.int64]:
+        return np.asarray(self.model.predict(x)).astype(np.int64)
+
+
+@dataclass
+class OnnxModel:
+    """An ONNX model (onnxruntime, CPU). Inputs: one per schema column, named as the column (string tensors
+    for categorical fields, float32 for numeric features), or a single float32 input taking the one-hot
+    encoding of the categorical fields (all zeros for the missing category) followed by the standardised
+    numeric features. The first output is the class."""
+
+    path: Path
+    schema: Schema
+    session: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        import onnxruntime as ort
+
+        try:
+            self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001
+            raise ValueError(f"{self.path}: not a loadable ONNX model ({exc})") from None
+        names = [i.name for i in self.session.get_inputs()]
+        if names != self.schema.columns and len(names) != 1:
+            raise ValueError(f"{self.path}: the model's inputs {names} are neither the schema's columns nor one "
+                             "encoded input")
+
+    def predict(self, x: NDArray[Any]) -> NDArray[np.int64]:
+        inputs = self.session.get_inputs()
+        m = len(self.schema.categorical)
+        if len(inputs) == 1 and inputs[0].name not in self.schema.columns:
+            feeds = {inputs[0].name: onehot(self.schema, x)}
+        else:
+            feeds = {}
+            for j, name in enumerate(self.schema.columns):
+                col = x[:, j:j + 1]
+                feeds[name] = col.astype(str) if j < m else col.astype(np.float32)
+        out = self.session.run(None, feeds)[0]
+        return np.asarray(out).reshape(-1).astype(np.int64)
+
+
+def onehot(schema: Schema, x: NDArray[Any]) -> NDArray[np.float32]:
+    """One-hot categorical fields (missing = all zeros) followed by the standardised numeric features."""
+    parts = []
+    for j, (_, cats) in enumerate(schema.categorical):
+        col = x[:, j]
+        parts.append(np.stack([(col == c) for c in cats], axis=1).astype(np.float32))
+    base = len(schema.categorical)
+    for j, (_, mean, std) in enumerate(schema.numeric):
+        parts.append(((x[:, base + j].astype(np.float64) - mean) / std).astype(np.float32)[:, None])
+    return np.concatenate(parts, axis=1)
+
+
+def load_model(kind: str, path: Path, schema: Schema, trusted: Sequence[str] = ()) -> TabularModel:
+    if kind == "skops":
+        return SkopsModel(Path(path), trusted)
+    if kind == "onnx":
+        return OnnxModel(Path(path), schema)
+    raise ValueError(f"model type must be skops or onnx, got {kind!r}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The audit
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TabularAudit:
+    """Everything a tabular certificate depends on (docs/theory.md §5, §6)."""
+
+    data: Path
+    schema: Path
+    model: Path
+    model_type: str = "skops"
+    trusted: tuple[str, ...] = ()
+    kernel: str = "uniform-other"
+    beta: float = 0.25
+    sigma: float = 0.5
+    tau: float = 0.5
+    alpha: float = 0.001
+    n0: int = 64
+    n: int = 1000
+    seed: int = 20261129
+    radii: tuple[float, ...] = (0.0, 0.25, 0.5)
+    batch_size: int = 4096
+    name: str = "tabular"
+    model_name: str = "tabular-model"
+
+
+def run_tabular_audit(audit: TabularAudit, out_dir: Path,
+                      progress: Callable[[int, int], None] | None = None) -> AuditResults:
+    """Count, bound (one-sided Clopper-Pearson at alpha, one pass for every budget), certify, write
+    ``out_dir/results.json``. Every input is checked before anything is written."""
+    if audit.kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {audit.kernel!r}")
+    if not (0.0 < audit.tau < 1.0 and 0.0 < audit.alpha < 1.0 and audit.n >= 1 and audit.n0 >= 1):
+        raise ValueError("tau and alpha must lie in (0, 1), n and n0 must be >= 1")
+    schema = load_schema(audit.schema)
+    if not schema.categorical:
+        raise ValueError(f"{audit.schema}: a tabular audit needs at least one categorical field")
+    table = load_table(audit.data, schema)
+    model = load_model(audit.model_type, audit.model, schema, audit.trusted)
+    noise = TabularNoise(audit.kernel, audit.beta, audit.sigma, tuple(schema.arities))
+    engine = HybridNoise(audit.kernel, schema.arities, audit.beta, audit.sigma)  # type: ignore[arg-type]
+    m = len(schema.categorical)
+    out_dir = Path(out_dir)
+    if (out_dir / "results.json").exists():
+        raise ValueError(f"{out_dir / 'results.json'} exists; choose another --out")
+    start = time.perf_counter()
+
+    def count(i: int, stream: int, n: int) -> int:
+        rng = np.random.default_rng(np.random.SeedSequence(audit.seed, spawn_key=(i, stream)))
+        hits = 0
+        for lo in range(0, n, audit.batch_size):
+            k = min(audit.batch_size, n - lo)
+            c, z = noise.sample(table.codes[i], table.z[i], k, rng)
+            hits += int((model.predict(decode(schema, c, z)) == 1).sum())
+        return hits
+
+    counted = []
+    for i in range(len(table.ids)):
+        sel = count(i, 0, audit.n0)
+        target = 1 if sel / audit.n0 >= audit.tau else 0
+        hits = count(i, 1, audit.n)
+        counted.append((target, hits if target == 1 else audit.n - hits))
+        if progress:
+            progress(i + 1, len(table.ids))
+    inputs = []
+    for side in (0, 1):
+        idx = [i for i, (t, _) in enumerate(counted) if t == side]
+        if not idx:
+            continue
+        threshold = audit.tau if side == 1 else float(np.nextafter(1.0 - audit.tau, 2.0))
+        k = np.array([counted[i][1] for i in idx])
+        p_low = np.asarray(clopper_pearson_lower(k, audit.n, audit.alpha), dtype=np.float64).reshape(-1)
+        radii, mask = engine.frontier_radii(p_low, tau=threshold, max_budget=m)
+        for row, i in enumerate(idx):
+            frontier = [FrontierPoint(budget=d, radius=None if math.isinf(r) else float(r),
+                                      radius_infinite=math.isinf(r))
+                        for d, r in enumerate(radii[row]) if mask[row, d]]
+            decision: Decision = ("flag" if side == 1 else "no-flag") if frontier else "abstain"
+            label = int(table.labels[i]) if table.labels is not None else -1
+            inputs.append((i, InputResult(
+                id=table.ids[i], label=label, counts=Counts(n0=audit.n0, n=audit.n, target=int(counted[i][1])),
+                target_class=side, side="flag" if side == 1 else "no-flag", threshold=threshold,
+                p_a_lower=float(p_low[row]), decision=decision,
+                correct=decision != "abstain" and (decision == "flag") == (label == 1),
+                max_budget=m, frontier=frontier)))
+    records = [r for _, r in sorted(inputs, key=lambda t: t[0])]
+    elapsed = time.perf_counter() - start
+    for r in records:
+        r.seconds = round(elapsed / max(1, len(records)), 6)
+    config = AuditConfig(
+        noise=NoiseConfig(kernel=audit.kernel, vocab_size=schema.arities, beta=audit.beta, sigma=audit.sigma),
+        threat_model=ThreatModelConfig(kind="fields"), pixel_space="standardised", tau=audit.tau,
+        alpha=audit.alpha, n0=audit.n0, n=audit.n, seed=str(audit.seed), sampling="one-pass", max_budget=m,
+        multiple_testing="none: one sampling pass serves every budget (docs/theory.md §5)",
+        radii=list(audit.radii), chunk_size=audit.batch_size,
+    )
+    config_extra = {"fields": [n for n, _ in schema.categorical], "numeric": [n for n, _, _ in schema.numeric],
+                    "units": "fields changed; l2 radius in standardised units of the numeric features"}
+    results = AuditResults(
+        tool=ToolInfo(version=__version__),
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        config=config,
+        model=ModelInfo(name=audit.model_name, sha256=hashlib.sha256(Path(audit.model).read_bytes()).hexdigest(),
+                        type=audit.model_type),
+        dataset=DatasetInfo(name=audit.name, sha256=table.sha256, n_inputs=len(records)),
+        inputs=records,
+        aggregates=_aggregates(records, m, list(audit.radii)),
+        environment={"python": platform.python_version(), "platform": platform.platform(), "device": "cpu"},
+    )
+    obj = results.to_json_obj()
+    obj["config"]["tabular"] = config_extra
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "results.json", obj)
+    return results
+
+
+def _aggregates(records: list[InputResult], max_budget: int, radii: list[float]) -> Aggregates:
+    return aggregate(records, max_budget, radii)
+
+
+_CONFIG_KEYS = {"data", "schema", "model", "model_type", "trusted", "kernel", "beta", "sigma", "tau", "alpha", "n0",
+                "n", "seed", "radii", "batch_size", "name", "model_name"}
+
+
+def load_tabular_config(path: Path) -> TabularAudit:
+    """A tabular audit configuration (JSON); paths are relative to the file's folder; unknown keys refused."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the tabular audit configuration ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    unknown = set(data) - _CONFIG_KEYS
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+    for key in ("data", "schema", "model"):
+        if not isinstance(data.get(key), str):
+            raise ValueError(f"{path}: {key!r} must name a file")
+        data[key] = path.parent / data[key]
+    for key in ("trusted", "radii"):
+        if key in data:
+            if not isinstance(data[key], list):
+                raise ValueError(f"{path}: {key!r} must be a list")
+            data[key] = tuple(data[key])
+    try:
+        return TabularAudit(**data)
+    except TypeError as exc:
+        raise ValueError(f"{path}: {exc}") from None
