@@ -226,20 +226,70 @@ class DatasetSpec(_Spec):
         return self
 
 
+GUARD_ONLY_KEYS = (
+    "dtype", "preset", "prompt", "policy", "answer_prefix", "safe_words", "unsafe_words", "clamp_images", "batch_size",
+)
+GUARD_TYPES = ("guard", "llava")
+
+
 class FilterSpec(BaseModel):
-    """``[filter]``: handed as it is to ``hybridcert.audits.adapters.load_filter``, which knows every adapter's
-    keys (``type`` module, torchscript, export, guard or its alias llava; see its docstring) and names a bad
-    one. ``type`` defaults to ``"module"``."""
+    """``[filter]``: which model is the base filter, and how to load it (the one schema of this table; the
+    keys of every adapter type are listed in ``hybridcert.audits.adapters``' docstring, which builds the filter
+    from it with ``load_filter``). Strict types; unknown keys and keys of another adapter type are errors.
+    ``type`` defaults to ``"module"``."""
 
-    model_config = ConfigDict(extra="allow", strict=True)
+    # strict (issue 10): true is not 1, "3" is not 3, 2.0 is not an integer; paths are strings
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    type: str = "module"
+    @model_validator(mode="after")
+    def _keys(self) -> FilterSpec:
+        self.check()
+        return self
+
+    type: Literal["module", "torchscript", "export", "guard", "llava"] = "module"
+    class_path: str | None = None
+    weights: Path | None = Field(default=None, strict=False)
+    init_kwargs: dict[str, Any] = {}
+    model_dir: Path | None = Field(default=None, strict=False)
+    head: str | None = None
+    path: Path | None = Field(default=None, strict=False)
+    device: str = "auto"
+    amp: bool = False
+    allow_pickle: bool = False
+    target_index: int = 1
+    dtype: Literal["float32", "bfloat16", "float16"] | None = None
+    preset: Literal["llavaguard", "llamaguard3-vision"] | None = None
+    prompt: str | None = None
+    policy: str | None = None
+    answer_prefix: str | None = None
+    safe_words: list[str] | None = None
+    unsafe_words: list[str] | None = None
+    clamp_images: bool | None = None
+    batch_size: int | None = None
     name: str | None = None
     version: str = "1"
 
-    def table(self) -> dict[str, Any]:
-        """The table as written (with ``type``), for ``load_filter``."""
-        return {"type": self.type, **self.model_dump(exclude_unset=True, exclude={"type"})}
+    def check(self) -> None:
+        """ValueError naming the key when a key is missing or belongs to another adapter type."""
+        given = self.model_fields_set
+        if self.type == "module":
+            for key in ("class_path", "weights"):
+                if getattr(self, key) is None:
+                    raise ValueError(f"filter.{key} is required for type 'module'")
+            if "path" in given:
+                raise ValueError("filter.path does not apply to type 'module' (use filter.weights)")
+        else:
+            if self.path is None:
+                raise ValueError(f"filter.path is required for type {self.type!r}")
+            for key in ("class_path", "weights", "init_kwargs", "model_dir", "head"):
+                if key in given:
+                    raise ValueError(f"filter.{key} applies only to type 'module', not {self.type!r}")
+        if self.type not in GUARD_TYPES:
+            for key in GUARD_ONLY_KEYS:
+                if key in given:
+                    raise ValueError(f"filter.{key} applies only to type 'guard', not {self.type!r}")
+        elif "target_index" in given:
+            raise ValueError(f"filter.target_index does not apply to type {self.type!r} (class 1 is the unsafe answer)")
 
 
 class DenoiserSpec(_Spec):

@@ -58,14 +58,13 @@ def build_filter(spec: FilterSpec, base: AuditSpec, device: torch.device, amp: b
     results (name, version, weights sha256)."""
     from hybridcert.audits.adapters import load_filter
 
-    filt = load_filter(spec.table(), Path(base.base_dir), device=device, amp=amp)
+    filt = load_filter(spec, Path(base.base_dir), device=device, amp=amp)
     name = getattr(filt, "name", None) or spec.name or spec.type
     sha = getattr(filt, "weights_sha256", None)
     if not sha:
         raise ValueError(f"filter {name!r} reports no weights_sha256: results must identify the model")
-    table = spec.table()
     info = ModelInfo(name=str(name), version=spec.version, sha256=str(sha), type=spec.type,
-                     class_path=table.get("class_path"))
+                     class_path=spec.class_path)
     if base.denoiser is not None:  # issue 12: denoised smoothing, part of the base filter (THEORY 10)
         from hybridcert.audits.adapters.denoiser import DenoisedFilter, Denoiser
 

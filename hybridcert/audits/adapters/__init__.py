@@ -61,14 +61,15 @@ Unknown keys, keys of another adapter type and missing required keys are ValueEr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from hybridcert.audits.adapters.common import PickleRefusedError, resolve_device, sha256_file
 from hybridcert.audits.adapters.module import ModuleFilter, import_class, load_module, load_safetensors_module
 from hybridcert.audits.adapters.program import ProgramFilter
+from hybridcert.audits.config import GUARD_ONLY_KEYS, FilterSpec
 from hybridcert.audits.filters import Filter
 
 __all__ = [
@@ -84,64 +85,6 @@ __all__ = [
     "sha256_file",
 ]
 
-_GUARD_ONLY = (
-    "dtype", "preset", "prompt", "policy", "answer_prefix", "safe_words", "unsafe_words", "clamp_images", "batch_size",
-)
-_GUARD_TYPES = ("guard", "llava")
-
-
-class FilterSpec(BaseModel):
-    """The ``[filter]`` table of ``audit.toml`` (see the module docstring for each key)."""
-
-    # strict (issue 10): true is not 1, "3" is not 3, 2.0 is not an integer; paths are strings
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    type: Literal["module", "torchscript", "export", "guard", "llava"]
-    class_path: str | None = None
-    weights: Path | None = Field(default=None, strict=False)
-    init_kwargs: dict[str, Any] = {}
-    model_dir: Path | None = Field(default=None, strict=False)
-    head: str | None = None
-    path: Path | None = Field(default=None, strict=False)
-    device: str = "auto"
-    amp: bool = False
-    allow_pickle: bool = False
-    target_index: int = 1
-    dtype: Literal["float32", "bfloat16", "float16"] | None = None
-    preset: Literal["llavaguard", "llamaguard3-vision"] | None = None
-    prompt: str | None = None
-    policy: str | None = None
-    answer_prefix: str | None = None
-    safe_words: list[str] | None = None
-    unsafe_words: list[str] | None = None
-    clamp_images: bool | None = None
-    batch_size: int | None = None
-    name: str | None = None
-    version: str = "1"
-
-    def check(self) -> None:
-        """ValueError naming the key when a key is missing or belongs to another adapter type."""
-        given = self.model_fields_set
-        if self.type == "module":
-            for key in ("class_path", "weights"):
-                if getattr(self, key) is None:
-                    raise ValueError(f"filter.{key} is required for type 'module'")
-            if "path" in given:
-                raise ValueError("filter.path does not apply to type 'module' (use filter.weights)")
-        else:
-            if self.path is None:
-                raise ValueError(f"filter.path is required for type {self.type!r}")
-            for key in ("class_path", "weights", "init_kwargs", "model_dir", "head"):
-                if key in given:
-                    raise ValueError(f"filter.{key} applies only to type 'module', not {self.type!r}")
-        if self.type not in _GUARD_TYPES:
-            for key in _GUARD_ONLY:
-                if key in given:
-                    raise ValueError(f"filter.{key} applies only to type 'guard', not {self.type!r}")
-        elif "target_index" in given:
-            raise ValueError(f"filter.target_index does not apply to type {self.type!r} (class 1 is the unsafe answer)")
-
-
 def _spec(spec: FilterSpec | dict[str, Any]) -> FilterSpec:
     if isinstance(spec, FilterSpec):
         return spec
@@ -149,8 +92,10 @@ def _spec(spec: FilterSpec | dict[str, Any]) -> FilterSpec:
         return FilterSpec.model_validate(spec)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(table)"
-        raise ValueError(f"filter.{where}: {err['msg']}") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        if not err["loc"]:  # a table-wide problem (FilterSpec.check): its message names the key
+            raise ValueError(msg) from None
+        raise ValueError(f"filter.{'.'.join(str(p) for p in err['loc'])}: {msg}") from None
 
 
 def load_filter(
@@ -202,7 +147,7 @@ def _build(s: FilterSpec, base_dir: Path | None) -> Any:
         )
     from hybridcert.audits.adapters.guard import load_guard  # imports transformers: only when needed
 
-    options = {k: getattr(s, k) for k in _GUARD_ONLY if k != "dtype" and getattr(s, k) is not None}
+    options = {k: getattr(s, k) for k in GUARD_ONLY_KEYS if k != "dtype" and getattr(s, k) is not None}
     path = resolve(s.path)
     return load_guard(
         path, device=s.device, amp=s.amp, allow_pickle=s.allow_pickle, dtype=s.dtype or "float32",
