@@ -330,3 +330,32 @@ def test_rate_table_uses_the_configured_radii(signed: SignedReport) -> None:
     shown = sorted({float(c["data-radius"]) for c in p.cells})
     criteria = {c["radius"] for c in raw["acceptance"]}
     assert shown == sorted(set(raw["config"]["radii"]) | criteria)
+
+
+def test_verifier_html_shows_the_proven_worst_case() -> None:
+    """The verifier's report shows the proven lower bound on p_adv (not tau under another name) and the margin."""
+    from hybridcert.verifier.html import render_html
+
+    cert = {"id": "x1", "budget": 1, "radius": 0.25, "radius_infinite": False, "tau": 0.5, "proved": True,
+            "lower_bound": 0.5123456789, "method": "interval", "reason": ""}
+    bad = {**cert, "id": "x2", "proved": False, "lower_bound": 0.0, "reason": "below tau"}
+    html = render_html(results={"source": "r.json", "noise": {"kernel": "uniform-other", "vocab_size": 10,
+                                                               "beta": 0.5, "sigma": 0.5},
+                                "n_certificates": 2, "n_failed": 1, "passed": False, "certificates": [cert, bad]})
+    row = html[html.index('data-id="x1"'):html.index('data-id="x2"')]
+    assert '<td class="num worst-case">0.5123456789</td>' in row and "1.235e-02" in row
+    assert "proven worst case p_adv" in html
+    assert '<td class="num worst-case">not proven</td>' in html[html.index('data-id="x2"'):]
+
+
+def test_demo_banner_on_every_pdf_page(tmp_path: Path) -> None:
+    """Issue 10: a demo-signed report says so on every printed page (a running element in the top margin)."""
+    _need("pdftotext")
+    tpl = environment().from_string('{% extends "report-base.html.j2" %}{% block body %}'
+                                    "{% for i in range(130) %}<p>line {{ i }}</p>{% endfor %}{% endblock %}")
+    pdf = tmp_path / "demo.pdf"
+    pdf.write_bytes(render_pdf(tpl.render(title="t", generator="g", demo=True), None,
+                               dt.datetime(2026, 11, 25, tzinfo=dt.UTC)))
+    pages = _page_texts(pdf)
+    assert len(pages) >= 3
+    assert all("DEMO IDENTITY - NOT FOR COMPLIANCE USE" in text for text in pages)
