@@ -172,3 +172,22 @@ def test_checks_are_one_function_each() -> None:
         assert len(src.splitlines()) <= 60, f.__name__
         assert "def " not in src.split("\n", 1)[1], f"{f.__name__} defines a nested function"
     assert v.ReportCheck.__name__ != "CheckResult"
+
+
+def test_envelope_of_the_right_type_that_leaves_a_file_unsigned_fails(signed_copy: Path, identity: Identity) -> None:
+    """A compliance-report envelope by the trusted signer whose statement leaves report.pdf out: report.pdf could
+    be anything (here it is still the good one), so the folder fails and the missing subject is named."""
+    import base64
+
+    from hybridcert.reports import publish
+    from hybridcert.reports.verify import COMPLIANCE_REPORT
+
+    env = json.loads((signed_copy / "attestation.dsse.json").read_text())
+    predicate = json.loads(base64.b64decode(env["payload"]))["predicate"]
+    info = publish.signing_info(identity, predicate["signed_at"], None)
+    publish.sign_folder(signed_copy, COMPLIANCE_REPORT, ["results.json", "report.html"], identity, info,
+                        {k: predicate[k] for k in ("report_id", "results", "acceptance")})
+    code, out = verify(signed_copy, identity.pades_cert)
+    assert code == 1, out
+    failed = [line for line in out.splitlines() if line.startswith("FAIL  ")]
+    assert failed == ["FAIL  signed files: not signed: report.pdf"], out
