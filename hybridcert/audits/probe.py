@@ -75,15 +75,18 @@ def _batch(audit: Audit, item: Any, size: int, chunk: int = 0) -> tuple[torch.Te
 
 
 def _fits(audit: Audit, item: Any, size: int) -> bool:
+    cuda = audit.device.type == "cuda"
     try:
         toks, imgs = _batch(audit, item, size)
         audit.filter(toks, imgs)
-        torch.cuda.synchronize(audit.device)
+        if cuda:
+            torch.cuda.synchronize(audit.device)
         return True
     except torch.OutOfMemoryError:
         return False
     finally:
-        torch.cuda.empty_cache()
+        if cuda:
+            torch.cuda.empty_cache()
 
 
 def largest_batch(audit: Audit, item: Any, start: int, grow: int = 16) -> int:

@@ -135,6 +135,12 @@ def build_tiny_next(directory: Path, seed: int = 0, hidden: int = 32, layers: in
     return _save(model, [ip, tokenizer(VICUNA_TEMPLATE)], directory, False)
 
 
+def _mrope(head_dim: int) -> list[int]:
+    """M-RoPE sections (temporal, height, width) summing to head_dim / 2, as Qwen's configs do."""
+    quarter = head_dim // 8
+    return [head_dim // 2 - 2 * quarter, quarter, quarter]
+
+
 def build_tiny_qwen(directory: Path, version: str = "2", seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -144,7 +150,7 @@ def build_tiny_qwen(directory: Path, version: str = "2", seed: int = 0, hidden: 
     )
     text = dict(vocab_size=len(WORDS), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                rope_parameters={"rope_type": "default", "mrope_section": [2, 1, 1], "rope_theta": 10000.0})
+                rope_parameters={"rope_type": "default", "mrope_section": _mrope(hidden // 4), "rope_theta": 10000.0})
     if version == "2":
         from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 

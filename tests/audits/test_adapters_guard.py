@@ -366,3 +366,33 @@ def test_probe_reports_prompt_length_clean_score_noisy_rate_and_speed(offline: N
     assert text.exit_code == 0 and "samples/s at batch size 12" in text.stdout
     bad = runner.invoke(app, ["probe", "--config", str(tmp_path / "missing.toml")])
     assert bad.exit_code == 2 and "config file not found" in bad.stderr
+
+
+class _Limited:
+    """A real filter that runs out of memory above ``limit`` samples per call (as a GPU would)."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.calls: list[int] = []
+
+    def __call__(self, tokens: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        self.calls.append(tokens.shape[0])
+        if tokens.shape[0] > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory (test)")
+        return torch.zeros(tokens.shape[0], dtype=torch.bool)
+
+
+def test_the_largest_batch_search_halves_on_out_of_memory(offline: None, tmp_path: Path) -> None:
+    from hybridcert.audits.config import load_spec
+    from hybridcert.audits.probe import largest_batch
+    from hybridcert.audits.results import ModelInfo
+    from hybridcert.audits.runner import prepare
+
+    spec = load_spec(_write_audit(tmp_path))
+    for start, limit, expected in ((12, 100, 96), (1000, 100, 62), (12, 10_000, 192), (8, 0, 0)):
+        filt = _Limited(limit)
+        audit = prepare(spec, filt=(filt, ModelInfo(name="limited", sha256="0" * 64)))
+        assert largest_batch(audit, audit.dataset.inputs[0], start) == expected
+        assert all(c <= 16 * start for c in filt.calls)

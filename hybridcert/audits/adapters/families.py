@@ -278,7 +278,8 @@ class MllamaFamily(GuardFilter):
     def model_inputs(self, tokens: torch.Tensor, images: torch.Tensor) -> dict[str, torch.Tensor]:
         inputs = super().model_inputs(tokens, images)
         ids = inputs["input_ids"]
-        n = int(inputs["aspect_ratio_mask"][0, 0].sum())
+        (rows, cols), _ = vision.mllama_layout(int(images.shape[-2]), int(images.shape[-1]), self.max_tiles, self.tile)
+        n = rows * cols
         first = (ids == self.image_token_id).int().argmax(dim=1)
         sees = torch.arange(ids.shape[1], device=ids.device)[None, :] >= first[:, None]
         cross = torch.zeros(*ids.shape, 1, self.max_tiles, dtype=torch.long, device=ids.device)

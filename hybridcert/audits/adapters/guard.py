@@ -386,15 +386,17 @@ class GuardFilter:
         """(input_ids, attention_mask, position_ids), left-padded, for text ids [B, L] (ids < 0 are absent)."""
         if tokens.ndim != 2:
             raise ValueError(f"tokens must have shape [B, L], got {tuple(tokens.shape)}")
-        bad = (tokens >= self.vocab_size) | (tokens == self.image_token_id)
-        if bool(bad.any()):
+        absent = tokens == PAD_TOKEN_ID
+        bad = (tokens >= self.vocab_size) | (tokens == self.image_token_id) | ((tokens < 0) & ~absent)
+        any_bad, any_absent = torch.stack([bad.any(), absent.any()]).tolist()  # one device sync, not three
+        if any_bad:
             value = int(tokens[bad][0])
+            if value < 0:
+                raise ValueError(f"negative token ids other than PAD_TOKEN_ID ({PAD_TOKEN_ID}) are not allowed")
             raise ValueError(
                 f"token id {value} cannot be text for this guard (vocabulary size {self.vocab_size}, image token "
                 f"{self.image_token_id})"
             )
-        if bool(((tokens < 0) & (tokens != PAD_TOKEN_ID)).any()):
-            raise ValueError(f"negative token ids other than PAD_TOKEN_ID ({PAD_TOKEN_ID}) are not allowed")
         b = tokens.shape[0]
         tokens = tokens.to(torch.long)
         key = (int(image_hw[0]), int(image_hw[1]), str(tokens.device))
@@ -403,6 +405,10 @@ class GuardFilter:
             self._prompt_tensors[key] = tuple(torch.tensor(i, dtype=torch.long, device=tokens.device) for i in pair)
         prefix, suffix = (t.expand(b, -1) for t in self._prompt_tensors[key])
         full = torch.cat([prefix, tokens, suffix], dim=1)
+        if not any_absent:  # rows of equal length (the usual case): no padding to move
+            mask = torch.ones_like(full)
+            positions = torch.arange(full.shape[1], device=full.device).expand(b, -1)
+            return full, mask, positions
         real = full != PAD_TOKEN_ID
         # A stable sort on "is real" moves the absent positions to the left and keeps the real ones in order.
         order = torch.argsort(real.to(torch.int8), dim=1, stable=True)

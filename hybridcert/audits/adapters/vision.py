@@ -18,6 +18,7 @@ Sizes follow transformers' own helpers where they are pure functions (``select_b
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -183,6 +184,7 @@ def qwen_patchify(x: torch.Tensor, patch: int, merge: int, temporal: int) -> tup
     return y.reshape(b * gh * gw, c * temporal * patch * patch), (gh, gw)
 
 
+@functools.lru_cache(maxsize=256)
 def mllama_layout(h: int, w: int, max_tiles: int, tile: int) -> tuple[tuple[int, int], tuple[int, int]]:
     """((tiles down, tiles across), resized size) of Mllama's tiled canvas, from its processor's own functions."""
     from transformers.models.mllama.image_processing_pil_mllama import (
