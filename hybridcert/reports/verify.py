@@ -409,9 +409,7 @@ def verify_folder(audit_dir: Path | str, trust_cert: Path | str,
     folder = Path(audit_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"no audit folder at {folder}")
-    anchors = load_certificates(Path(trust_cert))
-    if not anchors:
-        raise ValueError(f"{trust_cert}: no certificate found")
+    anchors = load_trust_anchors(Path(trust_cert))
     if not (folder / expect.envelope).exists():
         missing = [n for n in (expect.envelope, expect.signer_certs) if not (folder / n).exists()]
         return FolderVerification(folder, expect, (), not_signed=(
@@ -466,6 +464,21 @@ def verify_report(audit_dir: Path | str, trust_cert: Path | str,
 # ---------------------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------------------
+
+
+def load_trust_anchors(path: Path) -> list[x509.Certificate]:
+    """The verifier's trust anchor file: ValueError naming the file when it is absent, too big or not X.509."""
+    if not path.is_file():
+        raise ValueError(f"trust anchor {path}: no such file")
+    if path.stat().st_size > MAX_CERTS_BYTES:
+        raise ValueError(f"trust anchor {path}: larger than {MAX_CERTS_BYTES} bytes, not a certificate file")
+    try:
+        anchors = load_certificates(path)
+    except ValueError:
+        raise ValueError(f"trust anchor {path}: not a PEM or DER X.509 certificate") from None
+    if not anchors:
+        raise ValueError(f"trust anchor {path}: no certificate found")
+    return anchors
 
 
 def load_certificates_bytes(data: bytes, source: str) -> list[x509.Certificate]:

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from hybridcert.cli import app
 from hybridcert.reports.html import render
 from hybridcert.reports.keys import Identity, init_identity
+from hybridcert.reports.publish import SignedReport
 from tests.reports.synthetic import make_ca
 
 ATTACK_NOTE = "same trusted identity signs a verification report; the compliance report around it is forged"
@@ -191,3 +192,11 @@ def test_envelope_of_the_right_type_that_leaves_a_file_unsigned_fails(signed_cop
     assert code == 1, out
     failed = [line for line in out.splitlines() if line.startswith("FAIL  ")]
     assert failed == ["FAIL  signed files: not signed: report.pdf"], out
+
+
+def test_unreadable_trust_anchor_is_one_line_exit_2(signed: SignedReport, tmp_path: Path) -> None:
+    (tmp_path / "bad.crt").write_text("not a certificate")
+    for anchor, why in ((tmp_path / "nope.crt", "no such file"), (tmp_path / "bad.crt", "not a PEM or DER X.509")):
+        result = CliRunner().invoke(app, ["verify-report", str(signed.folder), "--trust", str(anchor)])
+        assert result.exit_code == 2 and why in result.stderr and "Errno" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
