@@ -41,7 +41,12 @@ class GradientFilter(Protocol):
 
 
 def as_gradient_filter(filt: object) -> GradientFilter:
-    """``filt`` itself when it implements ``GradientFilter``; ValueError naming what is missing otherwise."""
+    """``filt`` itself when it implements ``GradientFilter``; a guard adapter through ``attacks.guard``;
+    ValueError naming what is missing otherwise."""
+    from hybridcert.attacks.guard import GuardGradient, is_guard
+
+    if is_guard(filt) and not callable(getattr(filt, "scores_from_embeddings", None)):
+        return GuardGradient(filt)
     missing = [name for name in ("embedding_matrix", "embed_tokens", "scores_from_embeddings")
                if not callable(getattr(filt, name, None))]
     if missing:
