@@ -280,9 +280,9 @@ def test_presets_set_the_prompt_and_the_spellings(offline: None, tmp_path: Path)
 AUDIT_WORDS = ["how to make a bomb", "the friendly dog", "a cat is a cat"]
 
 
-def _write_audit(tmp_path: Path) -> Path:
-    """An audit.toml over the tiny OneVision guard and 3 inputs (16 x 16 images) in ``tmp_path``."""
-    gs.build_tiny_onevision(tmp_path / "guard")
+def _write_audit(tmp_path: Path, family: str = "llava_onevision") -> Path:
+    """An audit.toml over a tiny guard of ``family`` and 3 inputs (16 x 16 images) in ``tmp_path``."""
+    BUILDERS[family](tmp_path / "guard")
     rng = np.random.default_rng(0)
     lines = []
     for i, words in enumerate(AUDIT_WORDS):
@@ -324,13 +324,18 @@ batch_size = 12
     return tmp_path / "audit.toml"
 
 
-def test_an_audit_of_the_onevision_guard_runs_and_verify_proves_it(offline: None, tmp_path: Path) -> None:
+OTHERS = [pytest.param(f, marks=pytest.mark.slow) for f in BUILDERS if f != "llava_onevision"]
+
+
+@pytest.mark.parametrize("family", ["llava_onevision", *OTHERS])
+def test_an_audit_of_the_guard_runs_and_verify_proves_it(family: str, offline: None, tmp_path: Path) -> None:
+    """The OneVision guard (the paper's) in the default suite, the other families in the slow one."""
     from typer.testing import CliRunner
 
     from hybridcert.audits.checkpoint import RESULTS_NAME
     from hybridcert.cli import app
 
-    config = _write_audit(tmp_path)
+    config = _write_audit(tmp_path, family)
     runner = CliRunner()
     result = runner.invoke(app, ["audit", "--config", str(config), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.stdout + result.stderr
