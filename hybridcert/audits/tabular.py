@@ -30,6 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from hybridcert import __version__
+from hybridcert.audits.certification import side_threshold
 from hybridcert.audits.results import (
     Aggregates,
     AuditConfig,
@@ -420,7 +421,7 @@ def run_tabular_audit(audit: TabularAudit, out_dir: Path,
         idx = [i for i, (t, _) in enumerate(counted) if t == side]
         if not idx:
             continue
-        threshold = audit.tau if side == 1 else float(np.nextafter(1.0 - audit.tau, 2.0))
+        threshold = side_threshold(audit.tau, side)  # tau, or the smallest float above 1 - tau (§4)
         k = np.array([counted[i][1] for i in idx])
         p_low = np.asarray(clopper_pearson_lower(k, audit.n, audit.alpha), dtype=np.float64).reshape(-1)
         radii, mask = engine.frontier_radii(p_low, tau=threshold, max_budget=m)

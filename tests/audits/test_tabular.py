@@ -212,3 +212,18 @@ def test_tabular_demo_cli_signs_verifies_and_its_certificates_are_proven(tmp_pat
     ver = subprocess.run([sys.executable, "-m", "hybridcert", "verify", "--results", str(out)], capture_output=True,
                          text=True, timeout=600)
     assert ver.returncode == 0 and "0 not proved" in ver.stdout + ver.stderr, ver.stdout + ver.stderr
+
+
+def test_cli_untrusted_skops_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    import skops.io as sio
+    from sklearn.preprocessing import FunctionTransformer
+
+    _write(tmp_path)
+    sio.dump(FunctionTransformer(onehot), tmp_path / "model.skops")
+    (tmp_path / "audit.json").write_text(json.dumps({"data": "data.csv", "schema": "schema.json",
+                                                      "model": "model.skops", "n": 10, "n0": 5}))
+    res = subprocess.run([sys.executable, "-m", "hybridcert", "tabular-audit", "--config", str(tmp_path / "audit.json"),
+                          "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert "model.skops: untrusted type 'hybridcert.audits.tabular.onehot'" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
