@@ -263,9 +263,10 @@ def prove_worst_case(
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
         raise ValueError(f"budget must be an integer >= 0, got {budget!r}")
     if isinstance(noise.vocab_size, tuple):
-        # one arity per field (docs/theory.md §9): the claim holds only if it holds for EVERY choice of fields
+        # one arity per field (docs/theory.md §9): the claim holds only if it holds for EVERY choice of fields;
+        # choices that a swap checked by an exact garbling kernel cannot make worse are implied (field_choices)
         worst: Proof | None = None
-        for parts in field_choices(noise.vocab_size, budget):
+        for parts in field_choices(noise.vocab_size, budget, noise.kernel, noise.beta):
             atoms = choice_atoms(noise.kernel, noise.beta, parts)
             proof = _prove_atoms(atoms, noise, p_a, budget, radius, tau, dps)
             if not proof.proved:

@@ -184,22 +184,90 @@ def knapsack(atoms: ExactAtoms, p_a: Fraction) -> Fraction:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def field_choices(arities: tuple[int, ...], budget: int) -> list[tuple[tuple[int, int], ...]]:
+def field_choices(arities: tuple[int, ...], budget: int, kernel: str | None = None, beta: float = 0.0,
+                  ) -> list[tuple[tuple[int, int], ...]]:
     """Every choice of exactly min(budget, m) changed fields, as ((arity, count), ...) per distinct arity.
 
     Fields of equal arity are interchangeable (the kernel is symmetric in the category values), so this covers
-    every subset of fields; nothing else is pruned (the verifier does not rely on the engine's lemmas).
+    every subset of fields. With ``kernel`` (and ``beta``), choices that a swap provably cannot make worse are
+    left out: a choice is dropped when it changes a field of arity v while a field of arity w is unchanged and
+    ``garbling_kernel`` exhibits, checked here in exact arithmetic, a Markov kernel from w's one-field laws to
+    v's (then moving the change from v to w gives laws of which the old ones are a garbling, so its worst case
+    is no larger; ties between equivalent arities are broken towards the larger arity, so the moves end:
+    docs/theory.md §9.1). The verifier checks each kernel itself; it does not take the engine's order.
     """
     classes: dict[int, int] = {}
     for v in arities:
         classes[v] = classes.get(v, 0) + 1
     items = sorted(classes.items())
+    below: dict[tuple[int, int], bool] = {}
+    if kernel is not None:
+        for v, _ in items:
+            for w, _ in items:
+                if v != w:
+                    fwd = garbling_kernel(position_masses(kernel, v, beta), position_masses(kernel, w, beta))
+                    back = garbling_kernel(position_masses(kernel, w, beta), position_masses(kernel, v, beta))
+                    below[(v, w)] = fwd is not None and (back is None or w > v)
     d = min(budget, len(arities))
     out = []
     for counts in itertools.product(*(range(n + 1) for _, n in items)):
-        if sum(counts) == d:
+        if sum(counts) != d:
+            continue
+        dominated = any(below.get((v, w), False) and kv > 0 and kw < nw
+                        for (v, _), kv in zip(items, counts, strict=True)
+                        for (w, nw), kw in zip(items, counts, strict=True))
+        if not dominated:
             out.append(tuple((v, k) for (v, _), k in zip(items, counts, strict=True) if k > 0))
     return out
+
+
+def garbling_kernel(weak: tuple[Fraction, Fraction, Fraction], strong: tuple[Fraction, Fraction, Fraction],
+                    ) -> list[list[Fraction]] | None:
+    """A Markov kernel K (rows: the strong field's outcome a, b, c; columns: the weak field's) with
+    K(strong clean law) = weak clean law and K(strong attacked law) = weak attacked law, both checked exactly
+    here; None when the construction of docs/theory.md §9.1 (Lemma 2) does not give one. Each field is given
+    by its clean masses (P(a), P(b), P(c)); its attacked law swaps a and b."""
+
+    def orient(m: tuple[Fraction, Fraction, Fraction]) -> tuple[Fraction, Fraction, int, int]:
+        # H: the outcome with the smaller clean and larger attacked mass; L the other of a, b
+        return (m[0], m[1], 0, 1) if m[0] <= m[1] else (m[1], m[0], 1, 0)
+
+    m2, big2, h2, l2 = orient(weak)
+    m, big, h, low = orient(strong)
+    one, zero = Fraction(1), Fraction(0)
+    if big == m:
+        if big2 != m2:
+            return None
+        x = y = z = zero  # both uninformative: everything to the weak field's laws below
+        rows_hln = None
+    else:
+        delta = (big2 - m2) / (big - m)
+        r = 1 - m - big
+        if m2 + big2 <= m + big:
+            y = ((m2 + big2) / (m + big) - delta) / 2
+            x, z = y + delta, zero
+        elif r > 0:
+            x, y, z = (1 + delta) / 2, (1 - delta) / 2, (m2 + big2 - m - big) / (2 * r)
+        else:
+            return None
+        rows_hln = [[x, y, 1 - x - y], [y, x, 1 - x - y], [z, z, 1 - 2 * z]]
+    kernel = [[zero] * 3 for _ in range(3)]
+    if rows_hln is None:  # constant kernel onto the weak clean law (equal to its attacked law)
+        kernel = [list(weak) for _ in range(3)]
+    else:
+        src = (h, low, 2)
+        dst = (h2, l2, 2)
+        for i, row in enumerate(rows_hln):
+            for j, q in enumerate(row):
+                kernel[src[i]][dst[j]] = q
+    if any(q < 0 or q > 1 for row in kernel for q in row) or any(sum(row) != one for row in kernel):
+        return None
+    clean, attacked = list(strong), [strong[1], strong[0], strong[2]]
+    weak_attacked = [weak[1], weak[0], weak[2]]
+    for law, target in ((clean, list(weak)), (attacked, weak_attacked)):
+        if [sum((law[i] * kernel[i][j] for i in range(3)), zero) for j in range(3)] != target:
+            return None
+    return kernel
 
 
 @lru_cache(maxsize=1024)

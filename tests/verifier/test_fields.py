@@ -113,3 +113,38 @@ def test_interval_proof_catches_the_wrong_choice() -> None:
 def test_bad_field_arities_are_refused(bad: tuple[int, ...]) -> None:
     with pytest.raises(ValueError, match="vocab_size must list integers >= 2"):
         NoiseParams("uniform-other", bad, 0.3, 1.0)
+
+
+def test_verifier_prunes_only_with_its_own_exact_kernels() -> None:
+    """The verifier's pruned choices are a subset of every choice, each kernel it relies on maps both laws
+    exactly, and on Adult's arities the pruned search is much smaller (one choice per d at beta = 0.25)."""
+    from hybridcert.verifier.reference import garbling_kernel, position_masses
+
+    assert [len(field_choices(ADULT, d, "uniform-other", 0.25)) for d in range(9)] == [1] * 9
+    for beta in (0.25, 0.7, 0.95):
+        for d in range(9):
+            assert set(field_choices(ADULT, d, "uniform-other", beta)) <= set(field_choices(ADULT, d))
+    found = 0
+    for kernel in ("uniform-other", "uniform-all", "absorb"):
+        for beta in (0.3, 0.7, 0.95):
+            for v in (2, 3, 7, 42):
+                for w in (2, 3, 7, 42):
+                    k = garbling_kernel(position_masses(kernel, v, beta), position_masses(kernel, w, beta))
+                    if k is not None:
+                        found += 1
+                        assert all(sum(row) == 1 and min(row) >= 0 for row in k)
+    assert found > 40
+
+
+def test_pruned_and_full_interval_proofs_agree() -> None:
+    """A frontier proven with the pruned choices is also proven when every choice is searched."""
+    from hybridcert.verifier import interval
+
+    noise = HybridNoise("uniform-other", [2, 3, 7], 0.7, 0.6)
+    params = NoiseParams("uniform-other", (2, 3, 7), 0.7, 0.6)
+    front = noise.frontier(0.999, tau=0.5)
+    assert all(p.proved for p in prove_frontier(params, 0.999, 0.5, front))
+    for d, r in front:
+        for parts in field_choices((2, 3, 7), d):
+            atoms = choice_atoms("uniform-other", 0.7, parts)
+            assert interval._prove_atoms(atoms, params, 0.999, d, r, 0.5, interval.DPS).proved
