@@ -52,6 +52,10 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+MAX_MANIFEST_BYTES = 256 << 20
+"""Largest manifest read (it is read whole and every image is held in memory: split larger datasets)."""
+MAX_TOKENS = 1 << 16
+"""Longest token sequence of one input (every noisy sample holds the whole sequence)."""
 MAX_PNG_OVERHEAD = 16 << 20
 """Bytes a PNG may hold beyond its raw pixels (chunk framing, zlib, ancillary chunks such as an ICC profile)."""
 
@@ -172,6 +176,8 @@ def load_manifest(
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"dataset manifest not found: {path}")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ValueError(f"{path}: the manifest is larger than {MAX_MANIFEST_BYTES >> 20} MiB (split the dataset)")
     raw = path.read_bytes()
     content = hashlib.sha256(raw)
     inputs: list[AuditInput] = []
@@ -246,6 +252,8 @@ def _tokens(obj: dict[str, Any], vocab_size: int, vocabulary: dict[str, int] | N
         words = text.split()
         if not words:
             raise ValueError("field text: empty text")
+        if len(words) > MAX_TOKENS:
+            raise ValueError(f"field text: {len(words)} words, more than the maximum {MAX_TOKENS}")
         if vocabulary is None:
             raise ValueError("field text: the config gives no tokens.vocabulary to turn text into token ids")
         missing = [w for w in words if w not in vocabulary]
@@ -258,6 +266,8 @@ def _tokens(obj: dict[str, Any], vocab_size: int, vocabulary: dict[str, int] | N
             raise ValueError("field tokens: must be a list of integer token ids")
         if not raw:
             raise ValueError("field tokens: empty token sequence")
+        if len(raw) > MAX_TOKENS:
+            raise ValueError(f"field tokens: {len(raw)} token ids, more than the maximum {MAX_TOKENS}")
         ids = tuple(raw)
     bad = [t for t in ids if not 0 <= t < vocab_size]
     if bad:

@@ -65,6 +65,7 @@ def expect_error(write_config: ConfigWriter, tmp_path: Path, fragments: list[str
         ({**GOOD, "id": "c", "image": "img/big.npy"}, [":2: field image:", "outside [0, 1]"]),
         ({"id": "c", "image": "img/ok.npy", "label": 1}, [":2: field tokens: give exactly one of"]),
         ({**GOOD, "id": "c", "colour": 1}, [":2: field colour: unknown field"]),
+        ({**GOOD, "id": "c", "tokens": [1] * 70_000}, [":2: field tokens: 70000 token ids, more than the maximum"]),
     ],
 )
 def test_bad_manifest_lines(write_config: ConfigWriter, tmp_path: Path, line: dict, fragments: list[str]) -> None:
@@ -320,3 +321,11 @@ def test_the_audit_command_warns_on_stderr_before_running(write_config: ConfigWr
     code, err = cli("audit", "--config", str(config), "--out", str(tmp_path / "o"))
     assert code == 0, err
     assert err.startswith("warning: no budget d >= 1 can be certified on the flag side at eps = 0: n = 12 samples")
+
+
+def test_a_huge_manifest_is_refused_before_it_is_read(write_config: ConfigWriter, tmp_path: Path) -> None:
+    path = tmp_path / "manifest.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n", encoding="utf-8")
+    sparse_size(path, 300 << 20)  # 300 MiB on paper, no disk used
+    expect_error(write_config, tmp_path, [f"{path}: the manifest is larger than 256 MiB"],
+                 dataset={"manifest": str(path)})
