@@ -306,6 +306,7 @@ class RunSpec(_Spec):
     batch_size: int = Field(default=1024, ge=1, le=1 << 24)
     amp: bool = False
     wave: int = Field(default=32, ge=1, le=4096)
+    # torch CPU threads per process; None: 1 when sampling on the CPU, torch's default on a GPU (runner.torch_threads)
     threads: int | None = Field(default=None, ge=1, le=1024)
     # issue 7: where the (input, chunk) work items run; results do not depend on it (executors.py)
     executor: Literal["in-process", "ray"] = "in-process"

@@ -99,6 +99,14 @@ def audit_from_file(config: Path, out_dir: Path, resume: bool = False, overwrite
             ray_module.shutdown()
 
 
+def torch_threads(audit: Audit) -> int | None:
+    """CPU threads for torch in this process: ``[run] threads``, else 1 when sampling on the CPU (measured
+    faster for small filters on a shared machine: docs/benchmarks.md), else None (torch's default)."""
+    if audit.spec.run.threads is not None:
+        return audit.spec.run.threads
+    return 1 if audit.device.type == "cpu" else None
+
+
 def _warn(audit: Audit, warn: Callable[[str], None] | None) -> None:
     if warn is not None:
         for line in budget_warnings(audit.noise, audit.spec.certify):
@@ -126,8 +134,9 @@ def run_audit(
     The counts come from ``executor`` (default ``[run] executor``; executors.py): results do not depend on it."""
     check_out_dir(Path(out_dir), resume, overwrite)
     threads = torch.get_num_threads()
-    if audit.spec.run.threads is not None:
-        torch.set_num_threads(audit.spec.run.threads)
+    wanted = torch_threads(audit)
+    if wanted is not None:
+        torch.set_num_threads(wanted)
     runner = make_executor(audit, executor)
     try:
         certifier = Certifier(audit.noise, audit.spec.certify)  # this run's frontier rows

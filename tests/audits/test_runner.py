@@ -269,3 +269,17 @@ def test_the_independent_verifier_proves_every_certificate_of_an_audit(make_spec
     result = CliRunner().invoke(app, ["verify", "--results", str(tmp_path / "v" / RESULTS_NAME)])
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "0 not proved" in result.stdout
+
+
+def test_cpu_audits_default_to_one_torch_thread(make_spec: SpecMaker, tmp_path: Path) -> None:
+    """``[run] threads`` unset: 1 thread per process on the CPU (faster on a shared machine, docs/benchmarks.md);
+    the caller's setting is restored afterwards; an explicit value wins."""
+    import torch
+
+    from hybridcert.audits.runner import torch_threads
+
+    torch.set_num_threads(2)
+    spec = make_spec(run={"threads": None, "device": "cpu"}, certify={"n": 40, "n0": 8})
+    res = run(spec, tmp_path / "a")
+    assert res["environment"]["torch_threads"] == 1 and torch.get_num_threads() == 2
+    assert torch_threads(prepare(make_spec(run={"threads": 2, "device": "cpu"}))) == 2
