@@ -75,7 +75,7 @@ class LlavaFamily(_MeasuredTokens):
         if self.do_pad and x.shape[-1] != x.shape[-2]:
             h, w = int(x.shape[-2]), int(x.shape[-1])
             side = max(h, w)
-            fill = torch.floor(self.normalize.mean * 255) / 255  # the processor fills with int(mean * 255)
+            fill = torch.floor(self.normalize.stats(x.device)[0] * 255) / 255  # the processor fills int(mean * 255)
             top, left = (side - h) // 2, (side - w) // 2
             x = vision.pad(x, top, side - h - top, left, side - w - left, fill)
         if self.do_resize:
@@ -126,8 +126,7 @@ class AnyresFamily(_MeasuredTokens):
         return torch.stack(patches, dim=1)
 
     def _extra(self, b: int, h: int, w: int) -> dict[str, torch.Tensor]:
-        sizes = torch.tensor([[h, w]], dtype=torch.long, device=self.device).expand(b, 2)
-        return {"image_sizes": sizes}
+        return {"image_sizes": self._const((h, w)).expand(b, 2)}
 
     def image_inputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         h, w = int(images.shape[-2]), int(images.shape[-1])
@@ -157,8 +156,7 @@ class LlavaOnevisionFamily(AnyresFamily):
     model_class = "LlavaOnevisionForConditionalGeneration"
 
     def _extra(self, b: int, h: int, w: int) -> dict[str, torch.Tensor]:
-        ones = torch.ones(b, dtype=torch.long, device=self.device)
-        return {**super()._extra(b, h, w), "batch_num_images": ones}
+        return {**super()._extra(b, h, w), "batch_num_images": self._const((1,)).expand(b)}
 
 
 class QwenVLFamily(GuardFilter):
@@ -204,7 +202,7 @@ class QwenVLFamily(GuardFilter):
     def image_inputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         x = vision.resize(images, self._hw(int(images.shape[-2]), int(images.shape[-1])), self.mode)
         pixels, (gh, gw) = vision.qwen_patchify(self.normalize(x), self.patch, self.merge, self.temporal)
-        grid = torch.tensor([[1, gh, gw]], dtype=torch.long, device=self.device).expand(images.shape[0], 3)
+        grid = self._const((1, gh, gw)).expand(images.shape[0], 3)
         return {"pixel_values": pixels, "image_grid_thw": grid}
 
     def text_inputs(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -263,6 +263,7 @@ class GuardFilter:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.dtype: torch.dtype = next(self.model.parameters()).dtype  # model.dtype scans modules on every call
+        self._consts: dict[tuple[int, ...], torch.Tensor] = {}
         self.image_processor = image_processor
         self.tokenizer = tokenizer
         self.amp = amp
@@ -313,6 +314,12 @@ class GuardFilter:
     def _prompt_text(self, prompt: str) -> str:
         """The prompt text as the family's processor completes it before tokenising (default: unchanged)."""
         return prompt
+
+    def _const(self, values: tuple[int, ...]) -> torch.Tensor:
+        """A small long tensor on the device, made once per value (not a host-to-device copy per batch)."""
+        if values not in self._consts:
+            self._consts[values] = torch.tensor([values], dtype=torch.long, device=self.device)
+        return self._consts[values][0] if len(values) == 1 else self._consts[values]
 
     def text_inputs(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> dict[str, torch.Tensor]:
         """The text tensors of the forward pass (families without 1-d positions override this)."""

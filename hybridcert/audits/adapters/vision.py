@@ -92,8 +92,11 @@ def pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int, fill: tor
     if top == bottom == left == right == 0:
         return x
     b, c, h, w = x.shape
-    fill_t = torch.as_tensor(fill, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
-    canvas = fill_t.expand(b, c, h + top + bottom, w + left + right).clone()
+    size = (b, c, h + top + bottom, w + left + right)
+    if isinstance(fill, torch.Tensor):  # per channel: the caller keeps it on x's device (no copy per call)
+        canvas = fill.to(x.device, x.dtype).reshape(1, -1, 1, 1).expand(size).clone()
+    else:
+        canvas = x.new_full(size, float(fill))
     canvas[:, :, top:top + h, left:left + w] = x
     return canvas
 
@@ -112,12 +115,20 @@ class Normalizer:
         std = [float(std)] * 3 if isinstance(std, (int, float)) else list(std or [1.0] * 3)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self._on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def stats(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std) [1, C, 1, 1] on ``device``, copied there once (a host-to-device copy per call would stall)."""
+        if device not in self._on:
+            self._on[device] = (self.mean.to(device), self.std.to(device))
+        return self._on[device]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x * (255.0 * self.rescale_factor if self.do_rescale else 255.0)
         if self.do_normalize:
             shape = (1,) * (x.ndim - 3) + (-1, 1, 1)
-            x = (x - self.mean.to(x.device).view(shape)) / self.std.to(x.device).view(shape)
+            mean, std = self.stats(x.device)
+            x = (x - mean.view(shape)) / std.view(shape)
         return x
 
 
