@@ -30,15 +30,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from hybridcert import __version__
-from hybridcert.audits.certification import side_threshold
+from hybridcert.audits.certification import Certifier, Counted
+from hybridcert.audits.config import CertifySpec
+from hybridcert.audits.dataset import AuditInput
 from hybridcert.audits.results import (
     Aggregates,
     AuditConfig,
     AuditResults,
-    Counts,
     DatasetInfo,
-    Decision,
-    FrontierPoint,
     InputResult,
     ModelInfo,
     NoiseConfig,
@@ -47,7 +46,7 @@ from hybridcert.audits.results import (
     aggregate,
     write_json_atomic,
 )
-from hybridcert.theory import HybridNoise, clopper_pearson_lower
+from hybridcert.theory import HybridNoise
 
 MISSING = "__missing__"
 KERNELS = ("uniform-other", "uniform-all", "absorb")
@@ -397,7 +396,6 @@ def run_tabular_audit(audit: TabularAudit, out_dir: Path,
     out_dir = Path(out_dir)
     if (out_dir / "results.json").exists():
         raise ValueError(f"{out_dir / 'results.json'} exists; choose another --out")
-    start = time.perf_counter()
 
     def count(i: int, stream: int, n: int) -> int:
         rng = np.random.default_rng(np.random.SeedSequence(audit.seed, spawn_key=(i, stream)))
@@ -408,39 +406,26 @@ def run_tabular_audit(audit: TabularAudit, out_dir: Path,
             hits += int((model.predict(decode(schema, c, z)) == 1).sum())
         return hits
 
+    if m > 256:
+        raise ValueError(f"{audit.schema}: {m} categorical fields; at most 256 are supported")
+    spec = CertifySpec(tau=audit.tau, alpha=audit.alpha, n0=audit.n0, n=audit.n, max_budget=m,
+                       radii=list(audit.radii))
     counted = []
     for i in range(len(table.ids)):
+        t0 = time.perf_counter()
         sel = count(i, 0, audit.n0)
         target = 1 if sel / audit.n0 >= audit.tau else 0
         hits = count(i, 1, audit.n)
-        counted.append((target, hits if target == 1 else audit.n - hits))
+        label = int(table.labels[i]) if table.labels is not None else -1
+        item = AuditInput(id=table.ids[i], tokens=(), image=np.zeros(0, dtype=np.float32), label=label, group=None)
+        counted.append(Counted(item=item, max_budget=m, selection_ones=sel, target_class=target,
+                               targets=[hits if target == 1 else audit.n - hits],
+                               seconds=time.perf_counter() - t0, n_used=audit.n))
         if progress:
             progress(i + 1, len(table.ids))
-    inputs = []
-    for side in (0, 1):
-        idx = [i for i, (t, _) in enumerate(counted) if t == side]
-        if not idx:
-            continue
-        threshold = side_threshold(audit.tau, side)  # tau, or the smallest float above 1 - tau (§4)
-        k = np.array([counted[i][1] for i in idx])
-        p_low = np.asarray(clopper_pearson_lower(k, audit.n, audit.alpha), dtype=np.float64).reshape(-1)
-        radii, mask = engine.frontier_radii(p_low, tau=threshold, max_budget=m)
-        for row, i in enumerate(idx):
-            frontier = [FrontierPoint(budget=d, radius=None if math.isinf(r) else float(r),
-                                      radius_infinite=math.isinf(r))
-                        for d, r in enumerate(radii[row]) if mask[row, d]]
-            decision: Decision = ("flag" if side == 1 else "no-flag") if frontier else "abstain"
-            label = int(table.labels[i]) if table.labels is not None else -1
-            inputs.append((i, InputResult(
-                id=table.ids[i], label=label, counts=Counts(n0=audit.n0, n=audit.n, target=int(counted[i][1])),
-                target_class=side, side="flag" if side == 1 else "no-flag", threshold=threshold,
-                p_a_lower=float(p_low[row]), decision=decision,
-                correct=decision != "abstain" and (decision == "flag") == (label == 1),
-                max_budget=m, frontier=frontier)))
-    records = [r for _, r in sorted(inputs, key=lambda t: t[0])]
-    elapsed = time.perf_counter() - start
-    for r in records:
-        r.seconds = round(elapsed / max(1, len(records)), 6)
+    # the runner's certification step (docs/theory.md §4, §5): Clopper-Pearson at alpha, one pass for every
+    # budget, the frontier against the side's threshold, with per-field arities in the engine
+    records = Certifier(engine, spec).certify_counted(counted)
     config = AuditConfig(
         noise=NoiseConfig(kernel=audit.kernel, vocab_size=schema.arities, beta=audit.beta, sigma=audit.sigma),
         threat_model=ThreatModelConfig(kind="fields"), pixel_space="standardised", tau=audit.tau,
