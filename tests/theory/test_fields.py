@@ -10,6 +10,8 @@ from fractions import Fraction
 import mpmath as mp
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hybridcert.theory import HybridNoise
 from hybridcert.theory.certificate import _prepared_choice
@@ -224,3 +226,33 @@ def test_token_kernel_is_refused_for_fields() -> None:
     with pytest.raises(ValueError, match="one arity per field"):
         _ = noise.token_kernel
     assert isinstance(noise.field_kernels, FieldKernels) and noise.informative
+
+
+# -- properties over random configurations (Hypothesis; CI/dev profiles in tests/conftest.py) ------------------
+
+@pytest.mark.slow
+@given(
+    kernel=st.sampled_from(["uniform-other", "uniform-all", "absorb"]),
+    arities=st.lists(st.sampled_from([2, 3, 4, 7, 16, 42]), min_size=2, max_size=6),
+    beta=st.floats(0.05, 0.97),
+    p=st.floats(0.5, 1 - 1e-9),
+    eps=st.floats(0.0, 2.0),
+)
+def test_worst_case_is_the_minimum_over_every_choice_and_monotone(
+    kernel: str, arities: list[int], beta: float, p: float, eps: float
+) -> None:
+    """The reported worst case is the minimum over every composition (pruning loses nothing), it does not grow
+    with d, with eps, nor shrink with p_a (docs/theory.md §4, §9.1)."""
+    noise = HybridNoise(kernel, arities, beta, 1.0)  # type: ignore[arg-type]
+    fields = noise.field_kernels
+    assert fields is not None
+    prev = 1.0
+    for d in range(min(len(arities), 4) + 1):
+        wc = noise.worst_case(p, d, eps)
+        every = min(float(noise._worst_case(_prepared_choice(fields, c), np.array([p]), np.array([eps]))[0])
+                    for c in fields.all_choices(d)) if not fields.homogeneous else wc
+        assert wc == every or abs(wc - every) <= 1e-12
+        assert wc <= prev + 1e-12
+        prev = wc
+        assert noise.worst_case(p, d, eps + 0.1) <= wc + 1e-12
+        assert noise.worst_case(min(1.0, p + 1e-3), d, eps) >= wc - 1e-12
