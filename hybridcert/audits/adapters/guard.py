@@ -115,7 +115,10 @@ def spelling_ids(tokenizer: Any, words: Sequence[str], vocab_size: int, label: s
         unknown = getattr(tokenizer, "unk_token_id", None)
         if len(enc) != 1 or (enc[0] == unknown and w != getattr(tokenizer, "unk_token", None)):
             pieces = tokenizer.convert_ids_to_tokens(enc)
-            raise ValueError(f"{label} word {w!r} is not a single token of this tokenizer (it encodes as {pieces})")
+            raise ValueError(
+                f"{label} word {w!r} is not a single token of this tokenizer (it encodes as {pieces}); give single-"
+                "token spellings (a first piece only if every answer that starts with it means the same)"
+            )
         if not 0 <= enc[0] < vocab_size:
             raise ValueError(f"{label} word {w!r} has token id {enc[0]} outside the model's vocabulary ({vocab_size})")
         ids.append(int(enc[0]))
