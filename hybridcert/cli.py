@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -56,6 +56,23 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+@contextmanager
+def _progress_bar(label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar on stderr when it is a terminal (None otherwise): ``update(done, total)``."""
+    if not err.is_terminal:
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -236,7 +253,8 @@ def verify(
             if results.is_dir():  # an audit folder, as compare and report accept
                 results = results / "results.json"
             loaded = load_results(results)
-            verification = verify_results(loaded, str(results), progress=progress)
+            with _progress_bar("proving distinct certificate rows") as bar:
+                verification = verify_results(loaded, str(results), progress=bar)
             data = verification.to_dict()
         else:
             unknown = [c for c in (check or []) if c not in CHECKS]

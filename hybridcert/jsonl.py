@@ -24,6 +24,8 @@ def json_objects(text: str, source: str) -> Iterator[tuple[int, dict[str, Any]]]
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{source}:{number}: not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise ValueError(f"{source}:{number}: JSON nested too deeply") from None
         if not isinstance(obj, dict):
             raise ValueError(f"{source}:{number}: expected a JSON object")
         yield number, obj

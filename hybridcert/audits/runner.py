@@ -36,6 +36,7 @@ from hybridcert.audits.counting import Executor, count_wave
 from hybridcert.audits.executors import make_executor
 from hybridcert.audits.preparation import Audit, prepare
 from hybridcert.audits.results import AuditResults, InputResult, ToolInfo, aggregate, write_json_atomic
+from hybridcert.results.schema import Environment
 
 __all__ = ["Audit", "audit_from_file", "prepare", "run_audit", "summary_rows"]
 
@@ -192,7 +193,7 @@ def _run_locked(
         created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         config=audit.config, **_report_fields(audit), inputs=inputs,
         aggregates=aggregate(inputs, audit.spec.certify.max_budget, audit.spec.certify.radii),
-        environment={**_environment(audit), "executor": executor.name},
+        environment=Environment.model_validate({**_environment(audit), "executor": executor.name}),
     )
     write_json_atomic(results_path, results.to_json_obj())
     return results

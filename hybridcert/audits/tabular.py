@@ -46,6 +46,7 @@ from hybridcert.audits.results import (
     aggregate,
     write_json_atomic,
 )
+from hybridcert.results.schema import Environment
 from hybridcert.theory import HybridNoise
 
 MISSING = "__missing__"
@@ -444,7 +445,7 @@ def run_tabular_audit(audit: TabularAudit, out_dir: Path,
         dataset=DatasetInfo(name=audit.name, sha256=table.sha256, n_inputs=len(records)),
         inputs=records,
         aggregates=_aggregates(records, m, list(audit.radii)),
-        environment={"python": platform.python_version(), "platform": platform.platform(), "device": "cpu"},
+        environment=Environment(python=platform.python_version(), platform=platform.platform(), device="cpu"),
     )
     obj = results.to_json_obj()
     obj["config"]["tabular"] = config_extra

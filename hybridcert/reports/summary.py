@@ -15,28 +15,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from hybridcert.reports.bundle import Bundle, Criterion, load_criteria
-from hybridcert.theory import clopper_pearson_lower, clopper_pearson_upper
+from hybridcert.results import stats
+from hybridcert.results.stats import RateCell
 
 #: Confidence level of the dataset-level intervals (two-sided).
 RATE_CONFIDENCE = 0.95
 #: At most this many budgets get their own curve / table row (the rest are in results.json).
 MAX_BUDGET_ROWS = 9
-
-
-@dataclass(frozen=True)
-class RateCell:
-    """Certified rate at (budget, radius) with its two-sided Clopper-Pearson interval."""
-
-    budget: int
-    radius: float
-    certified: int
-    total: int
-    ci_low: float
-    ci_high: float
-
-    @property
-    def rate(self) -> float:
-        return self.certified / self.total
 
 
 @dataclass(frozen=True)
@@ -80,25 +65,14 @@ class AcceptanceResult:
 
 
 def radius_matrix(bundle: Bundle) -> NDArray[np.float64]:
-    """R[i, d] = certified radius of input i at budget d, -1 where not certified (+inf if infinite)."""
-    res = bundle.results
-    budgets = res.max_budget() + 1
-    return np.array([[rec.radius_at(d) for d in range(budgets)] for rec in res.inputs], dtype=float).reshape(
-        len(res.inputs), budgets
-    )
+    """R[i, d] = certified radius of input i at budget d, -inf where not certified, +inf if infinite
+    (``hybridcert.results.stats.radius_matrix``)."""
+    return stats.radius_matrix(bundle.results)
 
 
 def rate_cell(radii: NDArray[np.float64], budget: int, radius: float) -> RateCell:
-    """Certified count at (budget, radius) and its 95% two-sided Clopper-Pearson interval."""
-    total = radii.shape[0]
-    if budget >= radii.shape[1]:
-        certified = 0
-    else:
-        certified = int(np.count_nonzero(radii[:, budget] >= radius))
-    half = (1 - RATE_CONFIDENCE) / 2
-    lo = float(clopper_pearson_lower(certified, total, half))
-    hi = float(clopper_pearson_upper(certified, total, half))
-    return RateCell(budget=budget, radius=float(radius), certified=certified, total=total, ci_low=lo, ci_high=hi)
+    """Certified count at (budget, radius) and its two-sided Clopper-Pearson interval at RATE_CONFIDENCE."""
+    return stats.rate_cell(radii, budget, radius, RATE_CONFIDENCE)
 
 
 def evaluate(criteria: list[Criterion], radii: NDArray[np.float64], source: str) -> AcceptanceResult:

@@ -16,6 +16,7 @@ Public API::
 from hybridcert.theory.bounds import clopper_pearson_lower, clopper_pearson_upper
 from hybridcert.theory.certificate import (
     MAX_AUTO_BUDGET,
+    MAX_BUDGET,
     HybridNoise,
     cohen_radius,
     cohen_worst_case,
@@ -37,6 +38,7 @@ from hybridcert.theory.threat import THREAT_MODELS, ThreatKind, ThreatModel
 __all__ = [
     "KERNELS",
     "MAX_AUTO_BUDGET",
+    "MAX_BUDGET",
     "THREAT_MODELS",
     "Atoms",
     "HybridNoise",

@@ -76,6 +76,21 @@ def check_budget(name: str, value: Any) -> int:
     return int(value)
 
 
+#: The largest token budget d the engine accepts anywhere (certify, radius, frontier, results files). The
+#: exact worst case at budget d costs O(d^2) time and memory in the atom merge (docs/theory.md §3): measured on
+#: a 2-core CPU, d = 1024 takes 0.6 s and 190 MB, d = 4096 takes 15 s and 1.5 GB, d = 12000 runs out of memory
+#: (docs/benchmarks.md). Budgets above it are refused with a ValueError naming the limit.
+MAX_BUDGET = 1024
+
+
+def check_token_budget(name: str, value: Any) -> int:
+    """A token budget d: an integer in [0, MAX_BUDGET] (bounded work, docs/theory.md §2)."""
+    d = check_budget(name, value)
+    if d > MAX_BUDGET:
+        raise ValueError(f"{name} must be at most {MAX_BUDGET} (hybridcert.theory.MAX_BUDGET), got {d}")
+    return d
+
+
 def _show(value: Any) -> str:
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()

@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from hybridcert.theory.certificate import HybridNoise
 
 _KEYS = {"p_a", "kernel", "vocab", "beta", "sigma", "tau", "budget", "radius", "max_budget"}
 _DEFAULTS: dict[str, Any] = {"kernel": "uniform-other", "tau": 0.5, "budget": None, "radius": None, "max_budget": None}
+_REALS = ("p_a", "beta", "sigma", "tau", "radius")
+_INTEGERS = ("vocab", "budget", "max_budget")
+
+
+def _check_types(cfg: dict[str, Any]) -> None:
+    """Strict JSON types (data read from files is hostile): a real is an int or a finite float, never a bool, a
+    string or an array; a count is an int, never a bool or a float; the kernel is a string."""
+    for key in _REALS:
+        v = cfg.get(key)
+        if v is None and key == "radius":
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise ValueError(f"field {key!r} must be a finite number, got {v!r}"[:200])
+    for key in _INTEGERS:
+        v = cfg.get(key)
+        if v is None and key != "vocab":
+            continue
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"field {key!r} must be an integer, got {v!r}"[:200])
+    if not isinstance(cfg.get("kernel"), str):
+        raise ValueError(f"field 'kernel' must be a string, got {cfg.get('kernel')!r}"[:200])
 
 
 def certify_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -33,6 +55,7 @@ def certify_config(config: dict[str, Any]) -> dict[str, Any]:
     for key in ("p_a", "vocab", "beta", "sigma"):
         if key not in cfg:
             raise ValueError(f"missing field {key!r}")
+    _check_types(cfg)
     noise = HybridNoise(kernel=cfg["kernel"], vocab_size=cfg["vocab"], beta=cfg["beta"], sigma=cfg["sigma"])
     p_a, tau = cfg["p_a"], cfg["tau"]
     budget, radius, max_budget = cfg["budget"], cfg["radius"], cfg["max_budget"]

@@ -21,16 +21,19 @@ from scipy.special import ndtr, ndtri
 
 from hybridcert.theory import _solve
 from hybridcert.theory._checks import (
-    check_budget,
+    MAX_BUDGET,
     check_nonnegative_array,
     check_positive,
     check_probability,
     check_threshold,
+    check_token_budget,
 )
 from hybridcert.theory.fields import FieldKernels
 from hybridcert.theory.kernels import KernelName, TokenKernel
 
 FloatArray = NDArray[np.float64]
+
+__all__ = ["MAX_AUTO_BUDGET", "MAX_BUDGET", "HybridNoise", "cohen_radius", "cohen_worst_case", "knapsack_worst_case"]
 
 #: Without ``max_budget``, frontiers and budgets stop here even if still certified (a sound truncation).
 MAX_AUTO_BUDGET = 1024
@@ -98,7 +101,7 @@ def knapsack_worst_case(p_a: ArrayLike, kernel: TokenKernel, budget: int) -> Any
     Returns a lower bound within 1e-10 of the exact value.
     """
     p = check_probability("p_a", p_a)
-    d = check_budget("budget", budget)
+    d = check_token_budget("budget", budget)
     prep = _solve.Prepared.of(kernel.atoms(d))
     return _shape_out(_solve.knapsack_lower(prep, p.ravel()), p.shape)
 
@@ -217,7 +220,7 @@ class HybridNoise:
         array broadcast against ``p_a``. Within 1e-9 of the exact value and never above it.
         """
         p = check_probability("p_a", p_a)
-        d = check_budget("budget", budget)
+        d = check_token_budget("budget", budget)
         eps = check_nonnegative_array("radius", radius)
         p, eps = np.broadcast_arrays(p, eps)
         e = eps.ravel() / self.sigma
@@ -257,7 +260,7 @@ class HybridNoise:
         prints "not certified" and its JSON holds ``"certified": false`` with ``"certified_radius": null``.
         """
         p = check_probability("p_a", p_a)
-        d = check_budget("budget", budget)
+        d = check_token_budget("budget", budget)
         t = check_threshold("tau", tau)
         r = self._radius_at(d, p.ravel(), t)
         return _shape_out(r, p.shape)
@@ -312,7 +315,7 @@ class HybridNoise:
 
     def _budget_cap(self, max_budget: int | None) -> int:
         if max_budget is not None:
-            return check_budget("max_budget", max_budget)
+            return check_token_budget("max_budget", max_budget)
         fields = self.field_kernels
         if fields is not None:
             return fields.size  # d > m changes no more than all m fields

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import gammaln, logsumexp
 
-from hybridcert.theory._checks import check_budget, check_scalar
+from hybridcert.theory._checks import check_scalar, check_token_budget
 
 KernelName = Literal["uniform-other", "uniform-all", "absorb"]
 _EPS = float(np.finfo(np.float64).eps)
@@ -125,7 +125,7 @@ class TokenKernel:
 
     def atoms(self, budget: int) -> Atoms:
         """The merged likelihood-ratio atoms over ``budget`` differing positions (THEORY 3)."""
-        d = check_budget("budget", budget)
+        d = check_token_budget("budget", budget)
         return _atoms(self.log_position_masses(), d)
 
 

@@ -63,7 +63,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import betainc, betaincc, betaln, expit
 
-from hybridcert.theory._checks import as_float_array, check_budget, check_positive, check_threshold
+from hybridcert.theory._checks import (
+    as_float_array,
+    check_budget,
+    check_positive,
+    check_threshold,
+    check_token_budget,
+)
 from hybridcert.theory.bounds import clopper_pearson_lower
 from hybridcert.theory.certificate import HybridNoise
 
@@ -308,7 +314,7 @@ class SequentialRule:
                 d_raw, e_raw = pt
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"points[{i}] must be a (budget, radius) pair, got {pt!r}") from exc
-            d = check_budget(f"points[{i}] budget", d_raw)
+            d = check_token_budget(f"points[{i}] budget", d_raw)
             e = float(as_float_array(f"points[{i}] radius", e_raw))
             if not (math.isfinite(e) and e >= 0.0):
                 raise ValueError(f"points[{i}] radius must be finite and >= 0, got {e_raw!r}")

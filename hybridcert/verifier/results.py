@@ -1,158 +1,38 @@
 """``hybridcert verify --results FILE``: prove every certificate in an audit's results.json (docs/results-format.md).
 
-The verifier reads only what a proof needs: ``config.noise`` {kernel, vocab_size, beta, sigma} and, per input,
-``id``, ``p_a_lower``, ``threshold`` (the tau the frontier was computed against) and ``frontier``
-[{budget, radius, radius_infinite}]. Every other field is ignored. Each frontier entry (d, r) is proven with
-``interval.prove_frontier``: p_adv(d', r) >= threshold for every d' <= d. An infinite radius (``radius`` null,
-``radius_infinite`` true) is provable only when p_a_lower = 1 (exactly, in rational arithmetic).
+The file is read with the one results reader (``hybridcert.results.reader``, strict types): the threshold of
+every input must be the one ``config.tau`` and its side imply, counts lie in [0, n], ``p_a_lower`` is at most the
+confidence bound of its counts under the file's own rule, ids are unique and budgets at most
+``hybridcert.theory.MAX_BUDGET`` (a malformed file exits 2 with one line). The engine cross-check of the reader is
+turned off here: each frontier entry (d, r) is proven with ``interval.prove_frontier`` instead, p_adv(d', r) >=
+threshold for every d' <= d, in interval arithmetic that does not use ``hybridcert.theory`` (docs/theory.md §4,
+§6). An infinite radius (``radius`` null, ``radius_infinite`` true) is provable only when p_a_lower = 1 exactly.
+In per-budget mode entry d is proven from pass d's bound ``p_a_lower_per_budget[d]``.
+
+Distinct rows are proven once: inputs with the same (p_a_lower, threshold, frontier) share one proof, so a
+file of 10^5 inputs with n = 1000 costs at most a few thousand proofs (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
+from hybridcert.results.reader import read_results
+from hybridcert.results.schema import AuditResults, FrontierPoint, InputResult
 from hybridcert.verifier.interval import Proof, prove_frontier
 from hybridcert.verifier.reference import NoiseParams
 
 SCHEMA = "hybridcert/results/v1"
+ResultsFile = AuditResults
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, strict=True)
-
-
-class NoiseConfig(_Model):
-    kernel: Literal["uniform-other", "uniform-all", "absorb"]
-    vocab_size: int | list[int]  # a list: one arity per categorical field (docs/theory.md §9)
-    beta: float = Field(gt=0.0, le=1.0)
-    sigma: float = Field(gt=0.0)
-
-
-class Config(_Model):
-    noise: NoiseConfig
-
-
-class FrontierEntry(_Model):
-    budget: int = Field(ge=0)
-    radius: float | None = Field(ge=0.0)
-    radius_infinite: bool = False
-
-    @model_validator(mode="after")
-    def _null_means_infinite(self) -> FrontierEntry:
-        if self.radius is None and not self.radius_infinite:
-            raise ValueError("radius is null but radius_infinite is not true")
-        if self.radius is not None and self.radius_infinite:
-            raise ValueError("radius_infinite is true but radius is not null")
-        return self
-
-
-class BaselineRecord(_Model):
-    """A unimodal baseline's certificate (``inputs[i].baselines[name]``, hybridcert/audits/baselines.py)."""
-
-    p_a_lower: float = Field(ge=0.0, le=1.0)
-    threshold: float = Field(gt=0.0, lt=1.0)
-    frontier: list[FrontierEntry]
-
-
-class InputRecord(_Model):
-    id: str | int | None = None
-    p_a_lower: float = Field(ge=0.0, le=1.0)
-    threshold: float = Field(gt=0.0, lt=1.0)
-    frontier: list[FrontierEntry]
-    baselines: dict[str, BaselineRecord] | None = None
-
-    @field_validator("baselines")
-    @classmethod
-    def _baseline_shapes(cls, v: dict[str, BaselineRecord] | None) -> dict[str, BaselineRecord] | None:
-        """image-only certifies no token change (budget 0 only); text-only no image change (radius 0 only)."""
-        for name, rec in (v or {}).items():
-            if name == "image-only" and any(e.budget != 0 for e in rec.frontier):
-                raise ValueError("the image-only baseline certifies budget 0 only")
-            if name == "text-only" and any(e.radius != 0.0 for e in rec.frontier):
-                raise ValueError("the text-only baseline certifies radius 0 only")
-            if name not in ("image-only", "text-only"):
-                raise ValueError(f"unknown baseline {name!r}")
-        return v
-
-    @field_validator("frontier")
-    @classmethod
-    def _distinct_budgets(cls, v: list[FrontierEntry]) -> list[FrontierEntry]:
-        budgets = [e.budget for e in v]
-        if len(set(budgets)) != len(budgets):
-            raise ValueError(f"budgets repeat in the frontier: {budgets}")
-        return v
-
-
-class ResultsFile(_Model):
-    schema_: str | None = Field(default=None, alias="schema")
-    config: Config
-    inputs: list[InputRecord]
-
-    @field_validator("schema_")
-    @classmethod
-    def _known_schema(cls, v: str | None) -> str | None:
-        if v is not None and v != SCHEMA:
-            raise ValueError(f"unsupported schema {v!r}, expected {SCHEMA!r}")
-        return v
-
-
-def _where(loc: tuple[Any, ...], raw: Any) -> str:
-    """'inputs[3] (id x0004).frontier[1].radius' from a pydantic error location."""
-    parts: list[str] = []
-    for i, key in enumerate(loc):
-        if isinstance(key, int):
-            parts[-1] = f"{parts[-1]}[{key}]" if parts else f"[{key}]"
-            if i == 1 and loc[0] == "inputs":
-                try:
-                    ident = raw["inputs"][key].get("id")
-                except (AttributeError, IndexError, KeyError, TypeError):
-                    ident = None
-                if ident is not None:
-                    parts[-1] += f" (id {ident})"
-        else:
-            parts.append("schema" if key == "schema_" else str(key))
-    return ".".join(parts) or "(top level)"
-
-
-def parse_results(raw: Any, source: str = "results") -> ResultsFile:
-    """Validate a decoded results.json; a ValueError names the input (index and id) and the field."""
-    if not isinstance(raw, dict):
-        raise ValueError(f"{source}: expected a JSON object at the top level")
-    try:
-        return ResultsFile.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        msg = first["msg"].removeprefix("Value error, ")
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ValueError(f"{source}: {_where(tuple(first['loc']), raw)}: {msg}{more}") from None
-
-
-def load_results(path: Path) -> ResultsFile:
-    """Read and validate a results.json file (clear ValueError on any problem)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    except IsADirectoryError:
-        raise ValueError(f"{path}: is a directory, expected a results.json file") from None
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
-
-    def no_constants(name: str) -> float:
-        raise ValueError(f"{path}: {name} is not allowed in results (use null plus a flag)")
-
-    try:
-        raw = json.loads(text, parse_constant=no_constants)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
-    return parse_results(raw, str(path))
+def load_results(path: Path) -> AuditResults:
+    """Read and check a results.json file with the one reader (ValueError, one line, on any problem)."""
+    return read_results(path, check_frontiers=False).results
 
 
 @dataclass
@@ -194,24 +74,51 @@ class ResultsVerification:
         }
 
 
-def verify_results(results: ResultsFile, source: str = "results",
-                   progress: Callable[[str], None] | None = None) -> ResultsVerification:
-    """Prove every frontier entry of every input (THEORY 4, 6); nothing here trusts the file's numbers."""
+#: One proof job: (p_a_lower, threshold, ((budget, radius), ...)) -> the proofs of those entries.
+ProofKey = tuple[float, float, tuple[tuple[int, float], ...]]
+
+
+def _entries(frontier: list[FrontierPoint]) -> tuple[tuple[int, float], ...]:
+    return tuple((e.budget, math.inf if e.radius_infinite else float(e.radius or 0.0)) for e in frontier)
+
+
+def proof_jobs(record: InputResult) -> list[tuple[str, ProofKey]]:
+    """The proofs one input needs, each with the label its certificates are listed under: one job for its
+    frontier (one-pass) or one per entry (per-budget), plus one per unimodal baseline. Image-only baseline
+    entries are (0, r), where the token kernel plays no part (Cohen); text-only entries are (d, 0), where sigma
+    plays no part (the knapsack): the same proof applies (docs/theory.md §4)."""
+    entries = _entries(record.frontier)
+    jobs: list[tuple[str, ProofKey]]
+    if record.p_a_lower_per_budget is None:
+        jobs = [(record.id, (record.p_a_lower, record.threshold, entries))] if entries else []
+    else:
+        jobs = [(record.id, (record.p_a_lower_per_budget[d], record.threshold, ((d, r),))) for d, r in entries]
+    for name, base in sorted((record.baselines or {}).items()):
+        if base.frontier:
+            jobs.append((f"{record.id} ({name})", (base.p_a_lower, base.threshold, _entries(base.frontier))))
+    return jobs
+
+
+def verify_results(results: AuditResults, source: str = "results",
+                   progress: Callable[[int, int], None] | None = None) -> ResultsVerification:
+    """Prove every frontier entry of every input (docs/theory.md §4, §6); nothing here trusts the file's numbers.
+
+    Distinct jobs are proven once and shared by every input that needs them; ``progress(done, total)`` is called
+    after each distinct job."""
     n = results.config.noise
     noise = NoiseParams(n.kernel, tuple(n.vocab_size) if isinstance(n.vocab_size, list) else n.vocab_size,
                         n.beta, n.sigma)
     out = ResultsVerification(source, noise)
-    for index, record in enumerate(results.inputs):
-        ident = str(record.id) if record.id is not None else f"#{index}"
+    jobs = [proof_jobs(record) for record in results.inputs]
+    distinct = list(dict.fromkeys(key for keys in jobs for _, key in keys))
+    proven: dict[ProofKey, list[Proof]] = {}
+    for done, key in enumerate(distinct, start=1):
+        p_a, tau, entries = key
+        proven[key] = prove_frontier(noise, p_a, tau, list(entries))
         if progress:
-            progress(f"input {index + 1}/{len(results.inputs)} ({ident}): {len(record.frontier)} certificates")
-        entries = [(e.budget, math.inf if e.radius_infinite else float(e.radius or 0.0)) for e in record.frontier]
-        for proof in prove_frontier(noise, record.p_a_lower, record.threshold, entries):
-            out.certificates.append(CertificateProof(index, ident, proof))
-        # unimodal baselines (issue 13): image-only entries are (0, r), where the token kernel plays no part
-        # (Cohen); text-only entries are (d, 0), where sigma plays no part (the knapsack): the same proof applies
-        for name, base in sorted((record.baselines or {}).items()):
-            entries = [(e.budget, math.inf if e.radius_infinite else float(e.radius or 0.0)) for e in base.frontier]
-            for proof in prove_frontier(noise, base.p_a_lower, base.threshold, entries):
-                out.certificates.append(CertificateProof(index, f"{ident} ({name})", proof))
+            progress(done, len(distinct))
+    for index, keys in enumerate(jobs):
+        for label, key in keys:
+            for proof in proven[key]:
+                out.certificates.append(CertificateProof(index, label, proof))
     return out

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import rfc8785
 
-from hybridcert.reports.bundle import load_criteria, parse_results
+from hybridcert.reports.bundle import Bundle, canonical_bytes, load_criteria, parse_results
+from hybridcert.results.schema import AuditResults
 from hybridcert.theory import HybridNoise, clopper_pearson_lower
 from tests.reports.synthetic import make_results
 
@@ -94,22 +95,26 @@ def test_abstain_with_a_frontier_is_rejected() -> None:
 
 
 def with_infinite_radius(raw: dict) -> tuple[dict, str]:  # type: ignore[type-arg]
-    """p_a_lower = 1 (no confidence bound gives it; the method is declared as not cross-checked) and the
-    infinite radius the engine gives for it at d = 0."""
-    raw["config"]["confidence_bound"] = "exact (test only)"
+    """p_a_lower = 1 and the infinite radius the engine gives for it at d = 0 (no confidence bound of finite
+    counts gives p_a_lower = 1, so the reader refuses such a file: see ``unchecked_bundle``)."""
     rec = next(r for r in raw["inputs"] if r["frontier"] and r["correct"])
     rec["p_a_lower"] = 1.0
     rec["frontier"] = [{"budget": 0, "radius": None, "radius_infinite": True}]
     return raw, rec["id"]
 
 
+def unchecked_bundle(raw: dict) -> Bundle:  # type: ignore[type-arg]
+    """A bundle built from the schema alone, skipping the reader's whole-file checks (to test rendering)."""
+    data = _bytes(raw)
+    return Bundle(results=AuditResults.model_validate(raw, strict=True), raw=raw, file_bytes=data,
+                  canonical=canonical_bytes(raw), source="results.json")
+
+
 def test_infinite_radius_is_null_plus_flag() -> None:
     raw, rid = with_infinite_radius(make_results(n_inputs=3))
-    b = parse_results(_bytes(raw))
-    got = next(r for r in b.results.inputs if r.id == rid)
-    assert got.frontier[0].value == np.inf
-    raw["inputs"][[r["id"] for r in raw["inputs"]].index(rid)]["p_a_lower"] = 0.999
-    with pytest.raises(ValueError, match="exceeds the certified radius"):
+    got = next(r for r in unchecked_bundle(raw).results.inputs if r.id == rid)
+    assert got.frontier[0].value == np.inf and got.frontier[0].radius is None
+    with pytest.raises(ValueError, match="exceeds the Clopper-Pearson bound"):
         parse_results(_bytes(raw))
 
 

@@ -175,7 +175,7 @@ def test_report_cli_usage_errors(tmp_path: Path, signed: SignedReport, identity:
     assert proc.returncode == 2 and "no results file" in proc.stderr and "Traceback" not in proc.stderr
     (tmp_path / "results.json").write_text('{"schema": "hybridcert/results/v1", "tool": {}}')
     proc = cli("report", str(tmp_path), "--identity", str(identity.dsse_key.parent))
-    assert proc.returncode == 2 and "tool.name" in proc.stderr
+    assert proc.returncode == 2 and "tool." in proc.stderr
     proc = cli("verify-report", str(tmp_path / "nope"), "--trust", str(identity.pades_cert))
     assert proc.returncode == 2
 

@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from hybridcert.theory import HybridNoise
+from tests.results.builders import NOISE, make_results
 
-NOISE = {"kernel": "uniform-other", "vocab_size": 10, "beta": 0.75, "sigma": 0.25}
-
-
-def make_results(p_values: list[float], tau: float = 0.5, max_budget: int = 3) -> dict[str, Any]:
-    noise = HybridNoise(NOISE["kernel"], NOISE["vocab_size"], NOISE["beta"], NOISE["sigma"])
-    inputs = []
-    for i, p in enumerate(p_values):
-        frontier = [{"budget": d, "radius": r} for d, r in noise.frontier(p, tau=tau, max_budget=max_budget)]
-        inputs.append({"id": f"x{i:04d}", "label": 1, "side": "flag", "threshold": tau, "p_a_lower": p,
-                       "decision": "flag" if frontier else "abstain", "frontier": frontier})
-    return {"schema": "hybridcert/results/v1", "config": {"noise": dict(NOISE), "tau": tau}, "inputs": inputs}
+__all__ = ["NOISE", "make_results"]
 
 
 @pytest.fixture

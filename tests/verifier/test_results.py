@@ -57,11 +57,12 @@ def test_infinite_radius_needs_p_a_one(results_path: Path) -> None:
     results_path.write_text(json.dumps(data))
     code, out, _ = run("verify", "--results", str(results_path))
     assert code == 1 and "infinite" in out and "p_a_lower = 1" in out
+    # p_a_lower = 1 is what no Clopper-Pearson bound of finite counts gives (issue 10): refused, exit 2
     data["inputs"][0]["p_a_lower"] = 1.0
     data["inputs"][0]["frontier"] = [{"budget": 0, "radius": None, "radius_infinite": True}]
     results_path.write_text(json.dumps(data))
-    code, out, _ = run("verify", "--results", str(results_path))
-    assert code == 0, out
+    code, _, err = run("verify", "--results", str(results_path))
+    assert code == 2 and "exceeds the Clopper-Pearson bound" in err and len(err.strip().splitlines()) == 1
 
 
 def test_html_report_for_results(results_path: Path, tmp_path: Path) -> None:
@@ -84,7 +85,7 @@ def test_html_report_for_results(results_path: Path, tmp_path: Path) -> None:
         (lambda d: d["config"]["noise"].pop("sigma"), "config.noise.sigma"),
         (lambda d: d.update(inputs="none"), "inputs"),
         (lambda d: d.update(schema="hybridcert/results/v9"), "unsupported schema"),
-        (lambda d: d["inputs"][0]["frontier"].append(dict(d["inputs"][0]["frontier"][0])), "budgets repeat"),
+        (lambda d: d["inputs"][0]["frontier"].append(dict(d["inputs"][0]["frontier"][0])), "without gaps"),
     ],
 )
 def test_malformed_results_give_one_clear_line(results_path: Path, mutate, expected: str) -> None:
