@@ -15,12 +15,14 @@ file of 10^5 inputs with n = 1000 costs at most a few thousand proofs (docs/benc
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hybridcert.results import reader
 from hybridcert.results.reader import read_results
 from hybridcert.results.schema import AuditResults, FrontierPoint, InputResult
 from hybridcert.verifier.interval import Proof, prove_frontier
@@ -28,6 +30,12 @@ from hybridcert.verifier.reference import NoiseParams
 
 SCHEMA = "hybridcert/results/v1"
 ResultsFile = AuditResults
+
+
+def parse_results(raw: Any, source: str = "results") -> AuditResults:
+    """Check a decoded results object (or its bytes) with the one reader, as :func:`load_results` does."""
+    data = raw if isinstance(raw, bytes) else json.dumps(raw, allow_nan=False).encode("utf-8")
+    return reader.parse_results(data, source, check_frontiers=False).results
 
 
 def load_results(path: Path) -> AuditResults:

@@ -30,12 +30,12 @@ def _audit(config: tuple[Path, dict[str, Any]], **threat: Any) -> Audit:
 @pytest.mark.parametrize("method", ["gradient", "random"])
 def test_attacked_point_lies_in_the_threat_model(demo_config: Any, threat: dict[str, Any], method: str) -> None:
     from hybridcert.attacks.run import target_for
-    from hybridcert.audits.results import Counts, InputResult
+    from hybridcert.audits.results import Counts, FrontierPoint, InputResult
 
     audit = _audit(demo_config, **threat)
     result = InputResult(id=audit.dataset.inputs[0].id, label=1, counts=Counts(n0=0, n=1, target=1), target_class=1,
                          side="flag", threshold=0.5, p_a_lower=0.5, decision="flag", correct=True, max_budget=2,
-                         frontier=[])
+                         frontier=[FrontierPoint(budget=0, radius=0.0)])  # a consistent record: flag needs a frontier
     target = target_for(audit, 0, result, (2, 0.7))
     settings = AttackSettings(**SMALL, method=method)  # type: ignore[arg-type]
     out = search(as_gradient_filter(audit.filter), audit.sampler, target, settings, 1)
