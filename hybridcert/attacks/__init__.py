@@ -4,8 +4,9 @@ to each certificate (docs/theory.md §10).
 Filters opt in to the gradient-guided search by implementing ``hybridcert.attacks.protocol.GradientFilter``:
 ``embedding_matrix()``, ``embed_tokens(tokens)`` and ``scores_from_embeddings(embeddings, images)`` (a
 differentiable score, > 0 exactly where the filter decides class 1). ``ModuleFilter`` implements it for modules
-with ``get_input_embeddings()`` and ``forward_embeddings()`` (the demo filter); guard adapters implement the same
-three methods. Entry points: ``run.attack_from_file`` (``hybridcert attack``) and ``engine.search``.
+with ``get_input_embeddings()`` and ``forward_embeddings()`` (the demo filter); the guard adapter is wrapped by
+``attacks.guard.GuardGradient`` over its own attack API unless it implements the three methods itself.
+Entry points: ``run.attack_from_file`` (``hybridcert attack``) and ``engine.search``.
 """
 
 from hybridcert.attacks.engine import AttackSettings, Estimate, Target, estimate, search
