@@ -190,8 +190,20 @@ class LogWriter:
             fsync_dir(self.path.parent)
 
 
+MAX_LOG_LINE = 1 << 20
+"""Bytes a log line may take (a result with its frontier and baselines takes a few kilobytes)."""
+
+
 def read_log(path: Path, config_hash: str, known_ids: set[str]) -> dict[str, InputResult]:
-    """The inputs already finished in a log; drops a torn last line; refuses another audit's log."""
+    """The inputs already finished in a log; drops a torn last line; refuses another audit's log.
+
+    The log is read back from an output folder, so it is checked like any other input: its size is bounded by
+    one line per known input (``MAX_LOG_LINE`` each) before it is read, every line must parse as a result of an
+    input of this dataset, and none may appear twice."""
+    size = path.stat().st_size
+    if size > (len(known_ids) + 1) * MAX_LOG_LINE:
+        raise ValueError(f"{path}: {size} bytes, more than a log of {len(known_ids)} inputs can hold: not this "
+                         "audit's log; use a new --out")
     data = path.read_bytes()
     lines = data.split(b"\n")
     complete = lines[:-1]  # after the last newline: empty, or a torn write

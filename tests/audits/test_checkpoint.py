@@ -114,3 +114,19 @@ def test_two_real_audit_processes_on_one_folder(tmp_path: Path) -> None:
     assert json.loads(lines[0])["type"] == "header"
     ids = [json.loads(x)["result"]["id"] for x in lines[1:] if x]
     assert len(ids) == len(set(ids))
+
+
+def test_resume_refuses_an_oversized_log_without_reading_it(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    config = write_config()
+    out = tmp_path / "o"
+    out.mkdir()
+    log = out / LOG_NAME
+    log.write_bytes(b'{"type":"header"}\n')
+    with log.open("r+b") as fh:
+        fh.truncate(10 << 30)  # 10 GiB on paper (sparse): reading it whole would exhaust memory
+    result = CliRunner().invoke(app, ["audit", "--config", str(config), "--out", str(out), "--resume"])
+    assert result.exit_code == 2, result.stderr
+    assert "more than a log of 6 inputs can hold" in result.stderr and result.stderr.count("\n") == 1
+    assert log.stat().st_size == 10 << 30 and sorted(p.name for p in out.iterdir()) == [LOG_NAME]
