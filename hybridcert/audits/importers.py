@@ -43,6 +43,7 @@ from hybridcert.results.atomic import write_bytes_atomic
 FORMATS = ("hateful-memes", "mm-safetybench", "unsafebench")
 MAX_FILE_BYTES = 64 << 20  # one JSON file or image
 MAX_RECORDS = 1_000_000
+MAX_FILES = 10_000
 MAX_TEXT_CHARS = 10_000
 MAX_IMAGE_PIXELS = 64_000_000
 NEUTRAL_TEXT = "this image"
@@ -122,10 +123,21 @@ def read_mm_safetybench(src: Path, image_type: str = "SD") -> list[RawRecord]:
     files = sorted(questions.glob("*.json"))
     if not files:
         raise ValueError(f"mm-safetybench: {questions} holds no .json files")
+    if len(files) > MAX_FILES:
+        raise ValueError(f"mm-safetybench: {questions} holds more than {MAX_FILES} .json files")
     out = []
     for path in files:
+        def unique(pairs: list[tuple[str, Any]], path: Path = path) -> dict[str, Any]:
+            seen: dict[str, Any] = {}
+            for key, value in pairs:
+                if key in seen:
+                    raise ValueError(f"{path}: record {key!r}: duplicate key (a plain JSON reader would silently "
+                                     "keep only the last)")
+                seen[key] = value
+            return seen
+
         try:
-            data = json.loads(decode_utf8(_read_bounded(path, "mm-safetybench"), str(path)))
+            data = json.loads(decode_utf8(_read_bounded(path, "mm-safetybench"), str(path)), object_pairs_hook=unique)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: not valid JSON ({exc.msg})") from None
         if not isinstance(data, dict):

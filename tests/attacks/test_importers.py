@@ -119,6 +119,11 @@ def test_broken_mmsb_and_unsafebench(demo_config: Any, tmp_path: Path) -> None:
     src = mmsb(tmp_path / "a", missing=True)
     res = _import("mm-safetybench", src, tmp_path / "out" / "m.jsonl", demo_config[0])
     assert res.exit_code == 2 and "02-HateSpeech.json: record '1': image not found" in res.output
+    dup = mmsb(tmp_path / "e")
+    qfile = dup / "processed_questions" / "02-HateSpeech.json"
+    qfile.write_text(qfile.read_text().replace('"1": {', '"0": {'))
+    res = _import("mm-safetybench", dup, tmp_path / "out" / "m.jsonl", demo_config[0])
+    assert res.exit_code == 2 and "02-HateSpeech.json: record '0': duplicate key" in res.output, res.output
     bad = [{"image": "images/0.jpg", "text": TEXTS[0], "safety_label": "Maybe"}]
     res = _import("unsafebench", unsafebench(tmp_path / "b", bad), tmp_path / "out" / "m.jsonl", demo_config[0])
     assert res.exit_code == 2 and "test.jsonl:1: field safety_label" in res.output
