@@ -49,7 +49,7 @@ from hybridcert.reports.verify import (
     verify_folder,
     verify_report,
 )
-from hybridcert.results.atomic import write_bytes_atomic
+from hybridcert.results.atomic import check_writable, write_bytes_atomic
 
 __all__ = [
     "ENVELOPE", "HTML", "PDF", "REPORT_PREDICATE", "RESULTS", "SIGNER_CERTS", "VERIFICATION_PREDICATE",
@@ -154,6 +154,7 @@ def render_and_sign(
     """Render report.html and report.pdf from ``audit_dir/results.json``, sign both ways (module docstring)."""
     folder = Path(audit_dir)
     bundle = load_results(folder)
+    check_writable(*(folder / name for name in (HTML, PDF, SIGNER_CERTS, ENVELOPE)))
     ident = _resolve_identity(identity)
     _refuse_keys_inside(folder, ident)
     acc = acceptance(bundle, criteria)
@@ -196,6 +197,7 @@ def sign_html_report(
             raise ValueError(f"{name!r} is not a file name inside {folder}")
         if name in rtype.fixed_subjects or name == rtype.envelope:
             raise ValueError(f"{name!r} is one of the files the signing writes; it cannot be attached")
+    check_writable(*(folder / name for name in (rtype.pdf, rtype.signer_certs, rtype.envelope)))
     ident = _resolve_identity(identity)
     _refuse_keys_inside(folder, ident)
     html = (folder / html_name).read_text(encoding="utf-8")

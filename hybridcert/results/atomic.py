@@ -25,7 +25,10 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
-__all__ = ["fsync_dir", "open_append_nofollow", "open_rw_nofollow", "write_bytes_atomic", "write_text_atomic"]
+__all__ = [
+    "check_writable", "fsync_dir", "open_append_nofollow", "open_rw_nofollow", "write_bytes_atomic",
+    "write_text_atomic",
+]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
@@ -39,6 +42,14 @@ def _refuse_link(path: Path) -> None:
         raise ValueError(f"{path}: refusing to write through a symbolic link")
     if not stat.S_ISREG(st.st_mode):
         raise ValueError(f"{path}: refusing to replace something that is not a regular file")
+
+
+def check_writable(*paths: Path | str) -> None:
+    """Refuse, before anything is written, every target that :func:`write_bytes_atomic` would refuse (a link
+    or something that is not a regular file): a command that writes several files checks them all first, so
+    a refusal leaves the folder as it was instead of half rewritten."""
+    for path in paths:
+        _refuse_link(Path(path))
 
 
 def fsync_dir(folder: Path) -> None:

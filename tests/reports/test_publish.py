@@ -214,6 +214,28 @@ def test_sign_html_cli(tmp_path: Path, identity: Identity) -> None:
     assert proc.returncode == 2
 
 
+@pytest.mark.parametrize("link", [ENVELOPE, SIGNER_CERTS])
+def test_link_at_a_later_target_refused_before_anything_is_written(
+    tmp_path: Path, identity: Identity, link: str,
+) -> None:
+    """Regression (QA of issue 10): a link planted at attestation.dsse.json was refused only after report.html
+    and report.pdf had been rewritten, leaving a folder whose report no longer matched its signature."""
+    folder = tmp_path / "audit"
+    write_results(folder, make_results(n_inputs=4))
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"SECRET")
+    (folder / link).symlink_to(victim)
+    proc = cli("report", str(folder), "--identity", str(identity.dsse_key.parent))
+    assert proc.returncode == 2 and "symbolic link" in proc.stderr
+    assert victim.read_bytes() == b"SECRET"
+    assert sorted(p.name for p in folder.iterdir()) == sorted([link, "results.json"])
+    (folder / "v.html").write_text("<p>v</p>")
+    (folder / "v.dsse.json").symlink_to(victim)
+    proc = cli("report", str(folder), "--identity", str(identity.dsse_key.parent), "--sign-html", "v.html")
+    assert proc.returncode == 2 and "symbolic link" in proc.stderr
+    assert not (folder / "v.pdf").exists() and victim.read_bytes() == b"SECRET"
+
+
 def test_identity_inside_the_audit_folder_is_refused(tmp_path: Path) -> None:
     write_results(tmp_path, make_results(n_inputs=4))
     ident = keys.init_identity(tmp_path / "identity", "Ada", "QA", "Org")
