@@ -26,6 +26,10 @@ def _check_types(cfg: dict[str, Any]) -> None:
         v = cfg.get(key)
         if v is None and key != "vocab":
             continue
+        if key == "vocab" and isinstance(v, list) and v:  # one arity per categorical field (docs/theory.md §9)
+            if any(isinstance(x, bool) or not isinstance(x, int) for x in v):
+                raise ValueError(f"field 'vocab' must be an integer or a list of integers, got {v!r}"[:200])
+            continue
         if isinstance(v, bool) or not isinstance(v, int):
             raise ValueError(f"field {key!r} must be an integer, got {v!r}"[:200])
     if not isinstance(cfg.get("kernel"), str):

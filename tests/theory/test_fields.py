@@ -256,3 +256,16 @@ def test_worst_case_is_the_minimum_over_every_choice_and_monotone(
         prev = wc
         assert noise.worst_case(p, d, eps + 0.1) <= wc + 1e-12
         assert noise.worst_case(min(1.0, p + 1e-3), d, eps) >= wc - 1e-12
+
+
+def test_certify_config_takes_one_arity_per_field() -> None:
+    """``hybridcert certify --jsonl`` rows (theory.batch) accept a list of arities."""
+    from hybridcert.theory.batch import certify_config
+
+    out = certify_config({"p_a": 0.9999, "vocab": [2, 5, 9], "beta": 0.3, "sigma": 0.5, "budget": 1, "radius": 0.1})
+    noise = HybridNoise("uniform-other", [2, 5, 9], 0.3, 0.5)
+    assert out["certified_radius"] == noise.certified_radius(0.9999, 1)
+    assert [(f["budget"], f["radius"]) for f in out["frontier"]] == noise.frontier(0.9999)
+    for bad in ([2, True], [2, 2.5], []):
+        with pytest.raises(ValueError, match="field 'vocab' must be an integer"):
+            certify_config({"p_a": 0.9, "vocab": bad, "beta": 0.3, "sigma": 0.5})
