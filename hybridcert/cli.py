@@ -75,9 +75,16 @@ def _progress_bar(label: str) -> Iterator[Callable[[int, int], None] | None]:
         yield update
 
 
+#: An error line longer than this is cut: a message that quotes a hostile value (a 10 MB id) stays one short line.
+MAX_ERROR_CHARS = 1000
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    """Print one line on stderr and exit with ``code``."""
-    err.print(f"error: {message}", markup=False)
+    """Print one line on stderr (its first line, cut at ``MAX_ERROR_CHARS``) and exit with ``code``."""
+    line = next((ln for ln in message.splitlines() if ln.strip()), message)
+    if len(line) > MAX_ERROR_CHARS:
+        line = f"{line[:MAX_ERROR_CHARS]}... ({len(line) - MAX_ERROR_CHARS} more characters cut)"
+    err.print(f"error: {line}", markup=False)
     raise typer.Exit(code)
 
 

@@ -133,6 +133,14 @@ def test_bad_config_values(write_config: ConfigWriter, tmp_path: Path, updates: 
     expect_error(write_config, tmp_path, fragments, **updates)
 
 
+def test_a_10_mb_value_is_quoted_in_one_short_line(write_config: ConfigWriter, tmp_path: Path) -> None:
+    """QA of issue 10: the error quoted a 10 MB id in full (one line of 10 MB on stderr)."""
+    path = manifest(tmp_path, [GOOD, {**GOOD, "id": "x" * 10_000_000}])
+    err = expect_error(write_config, tmp_path, [":2: field id: must be a non-empty string", "characters cut"],
+                       dataset={"manifest": str(path)})
+    assert len(err) < 1200
+
+
 def test_pickled_weights_are_refused_without_being_opened(write_config: ConfigWriter, tmp_path: Path) -> None:
     marker = tmp_path / "was-unpickled"
     payload = tmp_path / "model.pt"
