@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridcert.audits.compare import compare_audits, load_audit
+from hybridcert.regression.gate import compare_audits, load_audit
 from hybridcert.theory import HybridNoise, clopper_pearson_lower
 
 NOISE = {"kernel": "uniform-other", "vocab_size": 10, "beta": 0.5, "sigma": 0.5}

@@ -920,7 +920,7 @@ def compare(
     """Regression gate: compare two audits of a filter; exit 0 pass, 1 regression, 2 usage / incomparable /
     tampered. Fails when, at some gate point, the certified rate drops by more than --max-drop (default 0) and,
     with --alpha-gate, the exact McNemar p-value is below it."""
-    from hybridcert.audits import compare as cmp
+    from hybridcert.regression import gate as cmp
 
     with user_errors():
         if show < 0:
@@ -930,17 +930,18 @@ def compare(
             alpha=alpha_gate,
             points=tuple(cmp.Point.parse(a) for a in at) if at else None,
         )
-        result = cmp.compare_paths(
+        comparison = cmp.compare_paths(
             baseline, candidate, gate, trust=trust, budgets=_int_list("--budgets", budgets),
             radii=_float_list("--radii", radii), ci_level=ci_level, allow_config_change=allow_config_change,
         )
+        result = comparison.to_dict()
         if out_json is not None:
             write_text_atomic(out_json, json.dumps(result, indent=2, allow_nan=False) + "\n")
     if as_json:
         print_json(result)
     else:
         _print_comparison(result, show)
-    raise typer.Exit(EXIT_OK if result["verdict"] == "pass" else EXIT_FAILED)
+    raise typer.Exit(EXIT_OK if comparison.passed else EXIT_FAILED)
 
 
 def _int_list(name: str, text: str | None) -> list[int] | None:

@@ -154,7 +154,7 @@ def where(loc: tuple[Any, ...], raw: Any) -> str:
                     ident = raw["inputs"][key].get("id")
                 except (AttributeError, IndexError, KeyError, TypeError):
                     ident = None
-                if isinstance(ident, str):
+                if isinstance(ident, str) and ident:
                     parts[-1] += f" (id {ident[:80]})"
         else:
             parts.append("schema" if key == "schema_" else str(key))
@@ -169,9 +169,6 @@ def check_results(results: AuditResults, source: str, *, check_frontiers: bool =
     """The whole-file checks (module docstring, steps 3 and 4) on a validated model."""
     cfg = results.config
     inputs = results.inputs
-    if results.aggregates.n_inputs != len(inputs):
-        raise ResultsError(f"{source}: aggregates.n_inputs is {results.aggregates.n_inputs} but there are "
-                           f"{len(inputs)} inputs")
     seen: set[str] = set()
     for i, rec in enumerate(inputs):
         if rec.id in seen:
@@ -189,6 +186,9 @@ def check_results(results: AuditResults, source: str, *, check_frontiers: bool =
         _check_counts_shape(source, i, rec, cfg.sampling, cfg.n, cfg.confidence_bound)
         for name, base in sorted((rec.baselines or {}).items()):
             _check_baseline(results, source, i, rec, name, base, check_frontiers)
+    if results.aggregates.n_inputs != len(inputs):
+        raise ResultsError(f"{source}: aggregates.n_inputs is {results.aggregates.n_inputs} but there are "
+                           f"{len(inputs)} inputs")
     _check_bounds(results, source)
     if check_frontiers:
         _check_frontiers(results, source)

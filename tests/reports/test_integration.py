@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hybridcert.audits.compare import TamperedInput, compare_paths, load_audit
+from hybridcert.regression.gate import TamperedInput, compare_paths, load_audit
 from hybridcert.reports.bundle import parse_results
 from hybridcert.reports.html import render_report
 from hybridcert.reports.keys import Identity
@@ -37,7 +37,7 @@ def test_compare_rejects_a_tampered_signed_folder(signed_copy: Path, identity: I
 def test_change_history_from_compare_renders(signed: SignedReport, tmp_path: Path) -> None:
     cand = make_results(seed=7)
     write_results(tmp_path / "cand", cand)
-    history = compare_paths(signed.folder, tmp_path / "cand")
+    history = compare_paths(signed.folder, tmp_path / "cand").to_dict()
     raw = {**cand, "change_history": history}
     bundle = parse_results(json.dumps(raw).encode())
     assert bundle.results.change_history is not None

@@ -1,6 +1,13 @@
 """The regression gate: compare two audits of one filter (before and after a model change).
 
-Reads two ``results.json`` files (docs/results-format.md) and nothing else: no model, no sampling. For every
+Reads two ``results.json`` files (docs/results-format.md) and nothing else: no model, no sampling. Each file is
+read with the one results reader (``hybridcert.results.reader``): an unsigned file's certificates are checked
+exactly as ``verify --results``, ``report`` and ``verify-report`` check them (threshold derived from tau and the
+side, counts within [0, n], p_a_lower at most the bound of its counts, no frontier above what the theory engine
+recomputes, docs/theory.md §4-§6), so inflated radii, impossible bounds or flipped labels cannot pass the gate.
+A signed folder is checked first: the DSSE envelope is decoded by ``hybridcert.reports.dsse`` and, with a trust
+anchor, verified by ``hybridcert.reports.publish.verify_report``. Dataset statistics (certified at (d, eps),
+rate intervals) come from ``hybridcert.results.stats``. For every
 (d, eps) point of a grid it reports the certified rate before and after with two-sided Clopper-Pearson
 intervals (THEORY 5), the difference, and an exact McNemar test on the inputs present in both audits; it lists
 the inputs that lost (or gained) a certificate; and it applies a gate (:class:`Gate`).
@@ -18,13 +25,11 @@ documented in docs/results-format.md.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
@@ -34,13 +39,16 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.stats import binom
 
-from hybridcert.theory import MAX_AUTO_BUDGET, clopper_pearson_lower, clopper_pearson_upper
+from hybridcert.reports import dsse
+from hybridcert.reports.publish import verify_report
+from hybridcert.results import reader, stats
+from hybridcert.results.canonical import canonical_bytes, loads_strict
+from hybridcert.results.reader import ResultsDocument
 
 RESULTS_SCHEMA = "hybridcert/results/v1"
 CHANGE_HISTORY_SCHEMA = "hybridcert/change-history/v1"
 RESULTS_NAME = "results.json"
 ATTESTATION_NAME = "attestation.dsse.json"
-IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 
 #: Fields whose values must be equal for two certificates to mean the same thing (THEORY 6).
 COMPARABLE_FIELDS: tuple[tuple[str, ...], ...] = (
@@ -54,7 +62,6 @@ COMPARABLE_FIELDS: tuple[tuple[str, ...], ...] = (
     ("config", "threat_model"),
     ("dataset", "sha256"),
 )
-_DECISIONS = ("flag", "no-flag", "abstain")
 
 
 class IncomparableAudits(ValueError):
@@ -141,164 +148,53 @@ def load_audit(path: str | Path, trust: str | Path | None = None, require_signed
     When the folder holds an attestation, the input is checked first by :func:`_verify_signed_input` (the
     digest always, the signature when ``trust`` is given): a tampered results.json raises
     :class:`TamperedInput`. ``require_signed`` (default: whether ``trust`` is given) refuses an unsigned audit.
+    The bytes checked are the bytes parsed, by the one results reader.
     """
     rpath = results_path(path)
-    raw = rpath.read_bytes()
+    try:
+        raw = rpath.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{rpath}: cannot read ({exc.strerror})") from None
     signed = (rpath.parent / ATTESTATION_NAME).exists()
     if require_signed is None:
         require_signed = trust is not None
     signature = "unsigned"
     if signed or require_signed:
         signature = _verify_signed_input(rpath, trust, content=raw)
-    try:
-        data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{rpath}: not valid JSON ({exc})") from exc
-    digest = hashlib.sha256(raw).hexdigest()
-    return parse_results(data, where=str(rpath), sha256=digest, path=rpath, signature=signature)
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed in results.json (the contract writes null plus a flag)")
+    return from_document(reader.parse_results(raw, str(rpath)), rpath, signature)
 
 
 def parse_results(
     data: Any, where: str = RESULTS_NAME, sha256: str | None = None, path: Path | None = None,
     signature: str = "unsigned",
 ) -> Audit:
-    """Check a parsed results.json against the contract and build the per-input radius table."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a JSON object at the top level")
-    if data.get("schema") != RESULTS_SCHEMA:
-        raise ValueError(f"{where}: schema must be {RESULTS_SCHEMA!r}, got {data.get('schema')!r}")
-    for key in ("config", "dataset"):
-        if not isinstance(data.get(key), dict):
-            raise ValueError(f"{where}: {key} must be an object")
-    config = data["config"]
-    if not isinstance(config.get("noise"), dict):
-        raise ValueError(f"{where}: config.noise must be an object")
-    for path_ in COMPARABLE_FIELDS:
-        if _get(data, path_) is None and path_ != ("config", "threat_model"):
-            raise ValueError(f"{where}: {'.'.join(path_)} is missing (a certificate is meaningless without it)")
-    if not isinstance(config.get("threat_model"), dict):
-        raise ValueError(f"{where}: config.threat_model must be an object")
-    cap = _budget_cap(config.get("max_budget"), where)
-    inputs = data.get("inputs")
-    if not isinstance(inputs, list):
-        raise ValueError(f"{where}: inputs must be a list")
-    ids: list[str] = []
-    labels: list[Any] = []
-    decisions: list[str] = []
-    frontiers: list[list[float]] = []
-    seen: set[str] = set()
-    for i, item in enumerate(inputs):
-        here = f"{where}: inputs[{i}]"
-        if not isinstance(item, dict):
-            raise ValueError(f"{here}: expected an object")
-        ident = item.get("id")
-        if not isinstance(ident, str) or not ident:
-            raise ValueError(f"{here}.id: expected a non-empty string, got {ident!r}")
-        here = f"{where}: inputs[{i}] (id {ident!r})"
-        if ident in seen:
-            raise ValueError(f"{here}: duplicate id")
-        seen.add(ident)
-        decision, radii = _parse_input(item, here, cap)
-        ids.append(ident)
-        labels.append(item.get("label"))
-        decisions.append(decision)
-        frontiers.append(radii)
-    width = max([len(r) for r in frontiers] + [1])
-    table = np.full((len(ids), width), -np.inf)
-    for i, radii in enumerate(frontiers):
-        table[i, : len(radii)] = radii
-    digest = sha256 if sha256 is not None else hashlib.sha256(_canonical(data)).hexdigest()
+    """Check a results object (decoded JSON, or its bytes) with the one reader and build the radius table."""
+    raw = data if isinstance(data, bytes) else json.dumps(data, allow_nan=False).encode("utf-8")
+    doc = reader.parse_results(raw, where)
+    return from_document(doc, path if path is not None else Path(where), signature, sha256)
+
+
+def from_document(doc: ResultsDocument, path: Path, signature: str = "unsigned", sha256: str | None = None) -> Audit:
+    """An :class:`Audit` from a checked results document (radii from ``hybridcert.results.stats``)."""
+    res = doc.results
     return Audit(
-        path=path if path is not None else Path(where),
-        sha256=digest,
-        audit_id=report_id(data, digest),
-        data=data,
-        ids=tuple(ids),
-        labels=tuple(labels),
-        decisions=tuple(decisions),
-        radii=table,
-        budget_cap=cap,
+        path=path,
+        sha256=sha256 if sha256 is not None else doc.file_sha256,
+        audit_id=doc.report_id,
+        data=doc.raw,
+        ids=tuple(r.id for r in res.inputs),
+        labels=tuple(r.label for r in res.inputs),
+        decisions=tuple(r.decision for r in res.inputs),
+        radii=stats.radius_matrix(res.inputs),  # budgets up to the longest frontier (at least budget 0)
+        budget_cap=res.config.max_budget,
         signature=signature,
     )
 
 
-def report_id(data: dict[str, Any], file_sha256: str) -> str:
-    """The report id of a results file: ``HCR-`` and the first 16 hex digits (upper case) of the sha256 of its
-    RFC 8785 canonical JSON, the id ``hybridcert.reports`` gives the report made from it. Without the
-    ``rfc8785`` package (the ``report`` extra): ``results-sha256:`` and the sha256 of the file's bytes.
-    """
-    try:
-        import rfc8785
-    except ImportError:
-        return f"results-sha256:{file_sha256}"
-    try:
-        canonical = bytes(rfc8785.dumps(data))
-    except (rfc8785.CanonicalizationError, TypeError) as exc:
-        raise ValueError(f"results cannot be canonicalised (RFC 8785): {exc}") from exc
-    return "HCR-" + hashlib.sha256(canonical).hexdigest()[:16].upper()
-
-
-def _budget_cap(value: Any, where: str) -> int:
-    if value is None:
-        return MAX_AUTO_BUDGET
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{where}: config.max_budget must be an integer >= 0 or null, got {value!r}")
-    return value
-
-
-def _parse_input(item: dict[str, Any], here: str, cap: int) -> tuple[str, list[float]]:
-    """Return the decision and the certified radii r*(0..k) of one input (empty when it certifies nothing)."""
-    decision = item.get("decision")
-    if decision not in _DECISIONS:
-        raise ValueError(f"{here}.decision: expected one of {', '.join(_DECISIONS)}, got {decision!r}")
-    correct = item.get("correct")
-    if not isinstance(correct, bool):
-        raise ValueError(f"{here}.correct: expected true or false, got {correct!r}")
-    label = item.get("label")
-    if decision == "abstain" and correct:
-        raise ValueError(f"{here}: correct is true for an abstention (abstain counts as not correct)")
-    if decision != "abstain" and label in (0, 1) and not isinstance(label, bool):
-        expected = (decision == "flag") == (label == 1)
-        if correct != expected:
-            raise ValueError(f"{here}.correct: is {str(correct).lower()} but decision {decision!r} and label {label}")
-    frontier = item.get("frontier")
-    if not isinstance(frontier, list):
-        raise ValueError(f"{here}.frontier: expected a list")
-    radii: list[float] = []
-    for j, entry in enumerate(frontier):
-        at = f"{here}.frontier[{j}]"
-        if not isinstance(entry, dict):
-            raise ValueError(f"{at}: expected an object")
-        budget = entry.get("budget")
-        if budget != j or isinstance(budget, bool):
-            raise ValueError(
-                f"{at}.budget: expected {j} (the frontier lists budgets 0, 1, ... without gaps), got {budget!r}"
-            )
-        if budget > cap:
-            raise ValueError(f"{at}.budget: {budget} is above config.max_budget {cap}")
-        radius = entry.get("radius")
-        if radius is None:
-            if entry.get("radius_infinite", item.get("radius_infinite")) is not True:
-                raise ValueError(f"{at}.radius: null without radius_infinite: true")
-            r = math.inf
-        elif isinstance(radius, bool) or not isinstance(radius, int | float) or not radius >= 0:
-            raise ValueError(f"{at}.radius: expected a number >= 0 or null, got {radius!r}")
-        else:
-            r = float(radius)
-        if radii and r > radii[-1]:
-            raise ValueError(
-                f"{at}.radius: {r} is above the radius at budget {j - 1} ({radii[-1]}); frontier radii are the "
-                "minimum over smaller budgets, so they never increase"
-            )
-        radii.append(r)
-    if decision == "abstain" and radii:
-        raise ValueError(f"{here}: an abstention must have an empty frontier")
-    # certified needs a correct, non-abstaining decision (docs/results-format.md)
-    return decision, (radii if correct else [])
+def report_id(data: dict[str, Any], file_sha256: str | None = None) -> str:
+    """The report id of a results object: ``HCR-`` and the first 16 hex digits (upper case) of the sha256 of its
+    RFC 8785 canonical JSON, the id ``hybridcert.reports`` gives the report made from it."""
+    return "HCR-" + hashlib.sha256(canonical_bytes(data)).hexdigest()[:16].upper()
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -332,63 +228,31 @@ def _verify_signed_input(results_file: Path, trust: str | Path | None, content: 
     trust_path = Path(trust)
     if not trust_path.is_file():
         raise FileNotFoundError(f"{trust_path}: no such trust certificate")
-    try:
-        from hybridcert.reports.publish import verify_report
-    except ImportError as exc:
-        raise ValueError(
-            "signature verification needs hybridcert.reports.verify_report, which this installation does not have"
-        ) from exc
     checks = verify_report(folder, trust_path)
-    failed = [_check_name(c) for c in checks if not _check_passed(c)]
+    failed = [c.name for c in checks if not c.ok]
     if failed:
         raise TamperedInput(f"{folder}: signature verification failed: {', '.join(failed)}")
     return "verified"
 
 
-def _check_passed(check: Any) -> bool:
-    for key in ("ok", "passed", "valid"):
-        value = check.get(key) if isinstance(check, dict) else getattr(check, key, None)
-        if isinstance(value, bool):
-            return value
-    raise ValueError(f"cannot read the outcome of the verification check {check!r}")
-
-
-def _check_name(check: Any) -> str:
-    for key in ("name", "check", "detail", "message"):
-        value = check.get(key) if isinstance(check, dict) else getattr(check, key, None)
-        if isinstance(value, str) and value:
-            return value
-    return repr(check)
-
-
 def _attested_digest(attestation: Path, name: str) -> str:
-    """The sha256 that the in-toto statement inside the DSSE envelope records for the file ``name``."""
+    """The sha256 that the in-toto statement inside the DSSE envelope records for the file ``name``; the
+    envelope is decoded by ``hybridcert.reports.dsse`` (canonical base64, exactly one signature)."""
     try:
-        envelope = json.loads(attestation.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TamperedInput(f"{attestation}: not valid JSON ({exc})") from exc
-    if not isinstance(envelope, dict) or not isinstance(envelope.get("payload"), str):
-        raise TamperedInput(f"{attestation}: not a DSSE envelope (no payload)")
-    if envelope.get("payloadType") != IN_TOTO_PAYLOAD_TYPE:
-        raise TamperedInput(f"{attestation}: payloadType must be {IN_TOTO_PAYLOAD_TYPE!r}")
-    payload = envelope["payload"]
-    padded = payload + "=" * (-len(payload) % 4)  # DSSE accepts standard and URL-safe base64
-    try:
-        altchars = b"-_" if ("-" in padded or "_" in padded) else None
-        statement = json.loads(base64.b64decode(padded, altchars=altchars, validate=True))
-    except (binascii.Error, ValueError) as exc:
-        raise TamperedInput(f"{attestation}: the payload is not base64 of a JSON in-toto statement") from exc
+        _, payload, _, _ = dsse.parse_envelope(attestation.read_bytes())
+        statement = loads_strict(payload, f"{attestation} payload")
+    except (OSError, ValueError) as exc:
+        raise TamperedInput(f"{attestation}: not a DSSE envelope of an in-toto statement ({exc})") from None
     subjects = statement.get("subject") if isinstance(statement, dict) else None
     if not isinstance(subjects, list):
         raise TamperedInput(f"{attestation}: the in-toto statement has no subject list")
     for subject in subjects:
-        if isinstance(subject, dict) and isinstance(subject.get("name"), str):
-            if subject["name"] == name or subject["name"].rsplit("/", 1)[-1] == name:
-                digest = subject.get("digest")
-                value = digest.get("sha256") if isinstance(digest, dict) else None
-                if not isinstance(value, str):
-                    raise TamperedInput(f"{attestation}: the subject {subject['name']!r} has no sha256 digest")
-                return value.lower()
+        if isinstance(subject, dict) and subject.get("name") == name:
+            digest = subject.get("digest")
+            value = digest.get("sha256") if isinstance(digest, dict) else None
+            if not isinstance(value, str):
+                raise TamperedInput(f"{attestation}: the subject {name!r} has no sha256 digest")
+            return value.lower()
     raise TamperedInput(f"{attestation}: the attestation does not cover {name}")
 
 
@@ -413,19 +277,7 @@ def exact_mcnemar(b: int, c: int) -> float:
     return float(min(1.0, 2.0 * binom.cdf(min(b, c), n, 0.5)))
 
 
-def rate_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Two-sided Clopper-Pearson interval for a rate k / n at confidence ``level`` (THEORY 5).
-
-    Each side is the one-sided bound at (1 - level) / 2, rounded outwards by ``hybridcert.theory``; (0, 1)
-    when n = 0.
-    """
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"confidence level must lie in (0, 1), got {level!r}")
-    if n == 0:
-        return (0.0, 1.0)
-    # (1 - level) / 2 from the decimal the level was written as, rounded down: the interval never narrows
-    a = float(np.nextafter(float((1 - Decimal(repr(float(level)))) / 2), 0.0))
-    return (float(clopper_pearson_lower(k, n, a)), float(clopper_pearson_upper(k, n, a)))
+rate_interval = stats.rate_interval  # two-sided Clopper-Pearson, one place (hybridcert.results.stats)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -475,7 +327,8 @@ class Gate:
     def __post_init__(self) -> None:
         object.__setattr__(self, "max_drop", as_fraction("max_drop", self.max_drop))
         if not 0 <= self.max_drop <= 1:
-            raise ValueError(f"max_drop must lie in [0, 1], got {float(self.max_drop)}")
+            shown = str(self.max_drop) if abs(self.max_drop) < 10**6 else "a number above 1"
+            raise ValueError(f"max_drop must lie in [0, 1], got {shown}")
         if self.alpha is not None and not 0.0 < self.alpha < 1.0:
             raise ValueError(f"alpha must lie in (0, 1), got {self.alpha!r}")
 
@@ -497,6 +350,8 @@ def as_fraction(name: str, value: Any) -> Fraction:
         raise ValueError(f"{name} must be a number, got {value!r}") from exc
     if not dec.is_finite():
         raise ValueError(f"{name} must be finite, got {value!r}")
+    if dec and not -60 <= dec.adjusted() <= 60:  # bounded work: Fraction(1e999999999) would not finish
+        raise ValueError(f"{name} is out of range, got {str(value)[:40]}")
     return Fraction(dec)
 
 
@@ -557,6 +412,116 @@ def _get(data: dict[str, Any], path: Iterable[str]) -> Any:
     return cur
 
 
+@dataclass(frozen=True)
+class GridRow:
+    """One (budget, radius) point of the comparison (docs/results-format.md, change history)."""
+
+    budget: int
+    radius: float
+    gated: bool
+    before: float
+    before_ci: tuple[float, float]
+    before_certified: int
+    after: float
+    after_ci: tuple[float, float]
+    after_certified: int
+    delta: float
+    n_paired: int
+    lost: int
+    gained: int
+    p_value: float
+    failed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["before_ci"], out["after_ci"] = list(self.before_ci), list(self.after_ci)
+        return out
+
+
+@dataclass(frozen=True)
+class ChangeEntry:
+    """An input that lost (or gained) a certificate at one or more gate points, with its radii before/after."""
+
+    id: str
+    label: int | None
+    decision_before: str
+    decision_after: str
+    at: tuple[Point, ...]
+    radii_before: tuple[dict[str, Any], ...]
+    radii_after: tuple[dict[str, Any], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "label": self.label, "decision_before": self.decision_before,
+                "decision_after": self.decision_after,
+                "at": [{"budget": p.budget, "radius": p.radius} for p in self.at],
+                "radii_before": [dict(r) for r in self.radii_before],
+                "radii_after": [dict(r) for r in self.radii_after]}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The typed result of :func:`compare_audits`; :meth:`to_dict` is the change-history JSON
+    (``hybridcert/change-history/v1``, docs/results-format.md). ``passed`` is the gate's verdict."""
+
+    previous_report_id: str
+    baseline: dict[str, Any]
+    candidate: dict[str, Any]
+    config_changes: list[dict[str, Any]]
+    allow_config_change: bool
+    gate: Gate
+    ci_level: float
+    gate_points: tuple[Point, ...]
+    grid: tuple[GridRow, ...]
+    lost: tuple[ChangeEntry, ...]
+    gained: tuple[ChangeEntry, ...]
+    only_in_baseline: tuple[str, ...]
+    only_in_candidate: tuple[str, ...]
+    reasons: tuple[str, ...]
+
+    @property
+    def verdict(self) -> str:
+        return "fail" if self.reasons else "pass"
+
+    @property
+    def passed(self) -> bool:
+        return not self.reasons
+
+    @property
+    def deltas(self) -> tuple[GridRow, ...]:
+        """The gate points' rows."""
+        return tuple(r for r in self.grid if r.gated)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": CHANGE_HISTORY_SCHEMA,
+            "previous_report_id": self.previous_report_id,
+            "baseline": self.baseline,
+            "candidate": self.candidate,
+            "config_changes": _jsonable(self.config_changes),
+            "allow_config_change": self.allow_config_change,
+            "gate": {
+                "max_drop": float(self.gate.max_drop),
+                "alpha": self.gate.alpha,
+                "ci_level": self.ci_level,
+                "points": [{"budget": p.budget, "radius": p.radius} for p in self.gate_points],
+                "rule": "fail when, at some gate point, before - after > max_drop"
+                + (" and the exact McNemar p-value < alpha" if self.gate.alpha is not None else ""),
+            },
+            "deltas": [r.to_dict() for r in self.deltas],
+            "grid": [r.to_dict() for r in self.grid],
+            "lost": [e.to_dict() for e in self.lost],
+            "gained": [e.to_dict() for e in self.gained],
+            "only_in_baseline": list(self.only_in_baseline),
+            "only_in_candidate": list(self.only_in_candidate),
+            "verdict": self.verdict,
+            "reasons": list(self.reasons),
+        }
+
+    def __getitem__(self, key: str) -> Any:
+        """The JSON view's fields by name (``to_dict()[key]``), for callers that read the change history."""
+        return self.to_dict()[key]
+
+
 def compare_audits(
     baseline: Audit,
     candidate: Audit,
@@ -565,8 +530,9 @@ def compare_audits(
     radii: Sequence[float] | None = None,
     ci_level: float = 0.95,
     allow_config_change: bool = False,
-) -> dict[str, Any]:
-    """Compare two audits and apply ``gate``; return the change-history dict (docs/results-format.md).
+) -> Comparison:
+    """Compare two audits and apply ``gate``; return the typed :class:`Comparison` (its ``to_dict()`` is the
+    change-history JSON, docs/results-format.md).
 
     Raises :class:`IncomparableAudits` when a certificate field differs and ``allow_config_change`` is false,
     and ValueError for a grid or gate point beyond a budget either audit covers.
@@ -598,7 +564,7 @@ def compare_audits(
     rows_b = np.array([index_b[i] for i in common], dtype=np.int64)
     rows_c = np.array([index_c[i] for i in common], dtype=np.int64)
 
-    rows: list[dict[str, Any]] = []
+    rows: list[GridRow] = []
     lost_at: dict[str, list[Point]] = {}
     gained_at: dict[str, list[Point]] = {}
     reasons: list[str] = []
@@ -628,72 +594,45 @@ def compare_audits(
             reasons.append(
                 f"d={p.budget}, eps={p.radius:g}: certified rate {float(before):.4g} -> {float(after):.4g} ({why})"
             )
-        rows.append({
-            "budget": p.budget,
-            "radius": p.radius,
-            "gated": is_gated,
-            "before": float(before),
-            "before_ci": list(rate_interval(k_b, baseline.n_inputs, ci_level)),
-            "before_certified": k_b,
-            "after": float(after),
-            "after_ci": list(rate_interval(k_c, candidate.n_inputs, ci_level)),
-            "after_certified": k_c,
-            "delta": float(after - before),
-            "n_paired": len(common),
-            "lost": b,
-            "gained": c,
-            "p_value": p_value,
-            "failed": failed,
-        })
+        rows.append(GridRow(
+            budget=p.budget, radius=p.radius, gated=is_gated, before=float(before),
+            before_ci=rate_interval(k_b, baseline.n_inputs, ci_level), before_certified=k_b, after=float(after),
+            after_ci=rate_interval(k_c, candidate.n_inputs, ci_level), after_certified=k_c,
+            delta=float(after - before), n_paired=len(common), lost=b, gained=c, p_value=p_value, failed=failed,
+        ))
 
     gate_budgets = sorted({p.budget for p in gate_points})
-    verdict = "fail" if reasons else "pass"
-    return {
-        "schema": CHANGE_HISTORY_SCHEMA,
-        "previous_report_id": baseline.audit_id,
-        "baseline": baseline.summary(),
-        "candidate": candidate.summary(),
-        "config_changes": _jsonable(differences),
-        "allow_config_change": bool(allow_config_change),
-        "gate": {
-            "max_drop": float(gate.max_drop),
-            "alpha": gate.alpha,
-            "ci_level": ci_level,
-            "points": [{"budget": p.budget, "radius": p.radius} for p in gate_points],
-            "rule": "fail when, at some gate point, before - after > max_drop"
-            + (" and the exact McNemar p-value < alpha" if gate.alpha is not None else ""),
-        },
-        "deltas": [r for r in rows if r["gated"]],
-        "grid": rows,
-        "lost": [
-            _change_entry(ident, lost_at[ident], baseline, candidate, index_b, index_c, gate_budgets)
-            for ident in sorted(lost_at)
-        ],
-        "gained": [
-            _change_entry(ident, gained_at[ident], baseline, candidate, index_b, index_c, gate_budgets)
-            for ident in sorted(gained_at)
-        ],
-        "only_in_baseline": sorted(set(baseline.ids) - set(candidate.ids)),
-        "only_in_candidate": sorted(set(candidate.ids) - set(baseline.ids)),
-        "verdict": verdict,
-        "reasons": reasons,
-    }
+    return Comparison(
+        previous_report_id=baseline.audit_id,
+        baseline=baseline.summary(),
+        candidate=candidate.summary(),
+        config_changes=differences,
+        allow_config_change=bool(allow_config_change),
+        gate=gate,
+        ci_level=ci_level,
+        gate_points=tuple(gate_points),
+        grid=tuple(rows),
+        lost=tuple(_change_entry(ident, lost_at[ident], baseline, candidate, index_b, index_c, gate_budgets)
+                   for ident in sorted(lost_at)),
+        gained=tuple(_change_entry(ident, gained_at[ident], baseline, candidate, index_b, index_c, gate_budgets)
+                     for ident in sorted(gained_at)),
+        only_in_baseline=tuple(sorted(set(baseline.ids) - set(candidate.ids))),
+        only_in_candidate=tuple(sorted(set(candidate.ids) - set(baseline.ids))),
+        reasons=tuple(reasons),
+    )
 
 
 def _change_entry(
     ident: str, points: list[Point], baseline: Audit, candidate: Audit,
     index_b: dict[str, int], index_c: dict[str, int], budgets: list[int],
-) -> dict[str, Any]:
+) -> ChangeEntry:
     i, j = index_b[ident], index_c[ident]
-    return {
-        "id": ident,
-        "label": baseline.labels[i],
-        "decision_before": baseline.decisions[i],
-        "decision_after": candidate.decisions[j],
-        "at": [{"budget": p.budget, "radius": p.radius} for p in points],
-        "radii_before": [_radius_entry(baseline.radii[i], d) for d in budgets],
-        "radii_after": [_radius_entry(candidate.radii[j], d) for d in budgets],
-    }
+    return ChangeEntry(
+        id=ident, label=baseline.labels[i], decision_before=baseline.decisions[i],
+        decision_after=candidate.decisions[j], at=tuple(points),
+        radii_before=tuple(_radius_entry(baseline.radii[i], d) for d in budgets),
+        radii_after=tuple(_radius_entry(candidate.radii[j], d) for d in budgets),
+    )
 
 
 def _radius_entry(row: NDArray[np.float64], budget: int) -> dict[str, Any]:
@@ -715,10 +654,6 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def _canonical(data: Any) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
-
-
 def _short(value: Any) -> str:
     text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
     return text if len(text) <= 24 else text[:12] + "..." + text[-8:]
@@ -730,7 +665,7 @@ def compare_paths(
     gate: Gate | None = None,
     trust: str | Path | None = None,
     **kwargs: Any,
-) -> dict[str, Any]:
+) -> Comparison:
     """Load two audits, checking signed ones first (:func:`load_audit`), and compare them.
 
     With ``trust`` the baseline must be signed (it is the stored artefact a regression is measured against);

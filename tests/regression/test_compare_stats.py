@@ -8,7 +8,7 @@ from fractions import Fraction
 import pytest
 from scipy.stats import binomtest
 
-from hybridcert.audits.compare import Gate, as_fraction, exact_mcnemar, nice_radii, rate_interval
+from hybridcert.regression.gate import Gate, as_fraction, exact_mcnemar, nice_radii, rate_interval
 
 
 def _exact_two_sided(b: int, c: int) -> Fraction:
