@@ -63,8 +63,10 @@ def build_filter(spec: FilterSpec, base: AuditSpec, device: torch.device, amp: b
     sha = getattr(filt, "weights_sha256", None)
     if not sha:
         raise ValueError(f"filter {name!r} reports no weights_sha256: results must identify the model")
+    code = getattr(filt, "code_sha256", None)  # a user's module next to audit.toml: its source is identified too
+    extra: dict[str, Any] = {"code_sha256": str(code)} if code else {}
     info = ModelInfo(name=str(name), version=spec.version, sha256=str(sha), type=spec.type,
-                     class_path=spec.class_path)
+                     class_path=spec.class_path, **extra)
     if base.denoiser is not None:  # issue 12: denoised smoothing, part of the base filter (THEORY 10)
         from hybridcert.audits.adapters.denoiser import DenoisedFilter, Denoiser
 

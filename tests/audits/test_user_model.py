@@ -159,3 +159,27 @@ def test_an_audit_with_the_model_next_to_its_config(
     assert result.exit_code == 0, result.stderr
     res = json.loads((tmp_path / "o" / "results.json").read_text(encoding="utf-8"))
     assert res["model"]["sha256"] == sha256_file(tmp_path / "w.safetensors") and res["model"]["name"] == "mine"
+    # the user's source files (the module and the sibling it imported) identify the model too
+    lines = [f"{sha256_file(tmp_path / f)}  {f}\n" for f in ("helpers.py", "mynet.py")]
+    assert res["model"]["code_sha256"] == hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def test_the_code_hash_follows_the_source(tmp_path: Path) -> None:
+    from hybridcert.audits.adapters.module import local_code_sha256
+
+    hashes = []
+    for width in (4, 5):  # same weights layout rule, different code: a different folder each (one process)
+        folder = tmp_path / f"w{width}"
+        write_model(folder, width=width)
+        save_file({"backbone.weight": torch.zeros(width, width), "backbone.bias": torch.zeros(width),
+                   "head.weight": torch.zeros(2, width), "head.bias": torch.zeros(2)}, str(folder / "w.safetensors"))
+        filt = load_filter(module_table(), folder)
+        hashes.append(filt.code_sha256)  # type: ignore[attr-defined]
+        assert hashes[-1] == local_code_sha256(type(filt.module))  # type: ignore[attr-defined]
+    assert hashes[0] != hashes[1] and all(h and len(h) == 64 for h in hashes)
+    from tests.audits.adapters_support import TinyFilterNet
+
+    save_file(TinyFilterNet().state_dict(), str(tmp_path / "tiny.safetensors"))
+    installed = load_filter({"type": "module", "class_path": "tests.audits.adapters_support:TinyFilterNet",
+                             "weights": "tiny.safetensors", "device": "cpu"}, tmp_path)
+    assert installed.code_sha256 is None  # type: ignore[attr-defined]  # an installed module: weights only

@@ -54,6 +54,16 @@ _PICKLE_WHY = (
 )
 
 
+_CODE_SHA256: dict[str, str] = {}  # module name (private) -> sha256 of the local source files its import ran
+
+
+def local_code_sha256(cls: type) -> str | None:
+    """For a class imported from the config's folder (``_import_local``): the sha256 over the sorted lines
+    ``<sha256 of file>  <path relative to the folder>`` of every source file its import ran there (the module,
+    its package's modules, the siblings it imported); None for an installed module."""
+    return _CODE_SHA256.get(cls.__module__)
+
+
 def _import_local(module_name: str, base_dir: Path) -> ModuleType | None:
     """Import ``module_name`` from ``base_dir`` (the folder of audit.toml) when its first component is a file
     ``NAME.py`` or a package folder ``NAME/__init__.py`` there; None when it is not.
@@ -91,7 +101,16 @@ def _import_local(module_name: str, base_dir: Path) -> ModuleType | None:
             except BaseException:
                 del sys.modules[private]
                 raise
-        return importlib.import_module(f"{private}.{rest}") if rest else sys.modules[private]
+        found = importlib.import_module(f"{private}.{rest}") if rest else sys.modules[private]
+        if found.__name__ not in _CODE_SHA256:
+            root = base_dir.resolve()
+            files = {Path(origin).resolve() for name in set(sys.modules) - before
+                     if (origin := getattr(sys.modules[name], "__file__", None))
+                     and Path(origin).resolve().is_relative_to(root)}
+            files.add(location.resolve())
+            lines = [f"{sha256_file(p)}  {p.relative_to(root).as_posix()}\n" for p in sorted(files)]
+            _CODE_SHA256[found.__name__] = hashlib.sha256("".join(lines).encode()).hexdigest()
+        return found
     except ValueError:
         raise
     except Exception as exc:  # the user's code: any error at import is a bad config, one line
@@ -273,6 +292,7 @@ class ModuleFilter:
         self.target_index = target_index
         self.amp = amp
         self.weights_sha256 = weights_sha256
+        self.code_sha256: str | None = None  # set by load() for a class from the config's folder
         self.name = name or type(module).__name__
 
     @classmethod
@@ -296,11 +316,14 @@ class ModuleFilter:
         directory and the head file)."""
         module = load_module(class_path, Path(weights), init_kwargs, allow_pickle=allow_pickle, base_dir=base_dir,
                              model_dir=model_dir, head=head)
+        code = local_code_sha256(type(module))
         sha = sha256_file(Path(weights))
         if model_dir is not None:
             both = f"model_dir {directory_sha256(Path(model_dir))}\nweights {sha}\n"
             sha = hashlib.sha256(both.encode()).hexdigest()
-        return cls(module, device, target_index, amp, weights_sha256=sha, name=class_path)
+        filt = cls(module, device, target_index, amp, weights_sha256=sha, name=class_path)
+        filt.code_sha256 = code
+        return filt
 
     @torch.inference_mode()
     def __call__(self, tokens: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
