@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,27 +19,26 @@ from pathlib import Path
 import numpy as np
 
 from hybridcert.regression.gate import compare_audits, load_audit
-from hybridcert.theory import HybridNoise, clopper_pearson_lower
 
-NOISE = {"kernel": "uniform-other", "vocab_size": 10, "beta": 0.5, "sigma": 0.5}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic_results import NOISE, synthetic_results  # noqa: E402
+
+from hybridcert.theory import HybridNoise, clopper_pearson_lower
 
 
 def results(targets: np.ndarray, labels: np.ndarray) -> dict[str, object]:
+    """A complete, valid results object (the one reader checks every field) with these counts and labels."""
+    raw = synthetic_results(len(targets), n=1000, seed=0)
     hn = HybridNoise(**NOISE)  # type: ignore[arg-type]
     p = clopper_pearson_lower(targets, 1000, 0.001)
     fronts = hn.frontier(p, tau=0.5, max_budget=4)
-    inputs = []
-    for i, (lab, front) in enumerate(zip(labels, fronts, strict=True)):
-        decision = ("flag" if lab == 1 else "no-flag") if front else "abstain"
-        inputs.append({"id": f"x{i:06d}", "label": int(lab), "decision": decision, "correct": bool(front),
-                       "frontier": [{"budget": d, "radius": r} for d, r in front]})
-    return {
-        "schema": "hybridcert/results/v1",
-        "config": {"noise": NOISE, "threat_model": {"kind": "l0", "span": None}, "pixel_space": "[0,1]",
-                   "tau": 0.5, "alpha": 0.001, "n": 1000, "max_budget": 4},
-        "dataset": {"name": "bench", "sha256": "ab" * 32, "n_inputs": len(labels)},
-        "inputs": inputs,
-    }
+    for rec, k, pk, lab, front in zip(raw["inputs"], targets, p, labels, fronts, strict=True):
+        decision = "flag" if front else "abstain"
+        rec.update(label=int(lab), side="flag", target_class=1, threshold=0.5, p_a_lower=float(pk),
+                   decision=decision, correct=bool(front) and int(lab) == 1,
+                   frontier=[{"budget": d, "radius": r, "radius_infinite": False} for d, r in front])
+        rec["counts"]["target"] = int(k)
+    return raw
 
 
 def main() -> None:

@@ -47,20 +47,26 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _check_tree(obj: Any, source: str) -> None:
-    """Depth and integer-range check without recursion (a hostile file cannot exhaust the stack)."""
-    stack: list[tuple[Any, int]] = [(obj, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            if depth > MAX_DEPTH:
-                raise ValueError(f"{source}: JSON nested deeper than {MAX_DEPTH} levels")
-            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, dict | list | int))
-        elif isinstance(node, list):
-            if depth > MAX_DEPTH:
-                raise ValueError(f"{source}: JSON nested deeper than {MAX_DEPTH} levels")
-            stack.extend((v, depth + 1) for v in node if isinstance(v, dict | list | int))
-        elif isinstance(node, int) and not isinstance(node, bool) and abs(node) > MAX_SAFE_INT:
-            raise ValueError(f"{source}: {_path_of(obj, node)}: integer {node} is above 2^53 (write it as a string)")
+    """Depth and integer-range check, level by level without recursion (a hostile file cannot exhaust the
+    stack; one pass over the values)."""
+    level: list[Any] = [obj] if type(obj) in (dict, list) else []
+    depth = 1
+    while level:
+        if depth > MAX_DEPTH:
+            raise ValueError(f"{source}: JSON nested deeper than {MAX_DEPTH} levels")
+        deeper: list[Any] = []
+        for node in level:
+            for v in (node.values() if type(node) is dict else node):
+                t = type(v)
+                if t is dict or t is list:
+                    deeper.append(v)
+                elif t is int and not -MAX_SAFE_INT <= v <= MAX_SAFE_INT:
+                    raise ValueError(f"{source}: {_path_of(obj, v)}: integer {v} is above 2^53 (write it as a "
+                                     "string)")
+        level = deeper
+        depth += 1
+    if type(obj) is int and not -MAX_SAFE_INT <= obj <= MAX_SAFE_INT:
+        raise ValueError(f"{source}: integer {obj} is above 2^53 (write it as a string)")
 
 
 def _path_of(root: Any, target: Any) -> str:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, cast
 
@@ -63,13 +64,20 @@ class ResultsError(ValueError):
 
 @dataclass(frozen=True)
 class ResultsDocument:
-    """A validated results file: the model, the raw JSON object, its exact bytes and canonical bytes."""
+    """A validated results file: the model, the raw JSON object, its exact bytes and (computed when first asked
+    for: ``verify --results`` never needs them) its RFC 8785 canonical bytes."""
 
     results: AuditResults
     raw: dict[str, Any]
     file_bytes: bytes
-    canonical: bytes
     source: str
+
+    @cached_property
+    def canonical(self) -> bytes:
+        try:
+            return canonical_bytes(self.raw)
+        except ValueError as exc:
+            raise ResultsError(f"{self.source}: {exc}") from None
 
     @property
     def file_sha256(self) -> str:
@@ -123,13 +131,9 @@ def parse_results(data: bytes, source: str = RESULTS_NAME, *, check_frontiers: b
     schema = raw.get("schema")
     if schema != SCHEMA:
         raise ResultsError(f"{source}: unsupported schema {str(schema)[:80]!r}, expected {SCHEMA!r}")
-    try:
-        canonical = canonical_bytes(raw)
-    except ValueError as exc:
-        raise ResultsError(f"{source}: {exc}") from None
     results = validate_model(raw, source)
     check_results(results, source, check_frontiers=check_frontiers)
-    return ResultsDocument(results=results, raw=raw, file_bytes=bytes(data), canonical=canonical, source=source)
+    return ResultsDocument(results=results, raw=raw, file_bytes=bytes(data), source=source)
 
 
 def validate_model(raw: dict[str, Any], source: str, model: type[AuditResults] = AuditResults) -> AuditResults:

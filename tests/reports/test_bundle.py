@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rfc8785
 
-from hybridcert.reports.bundle import Bundle, canonical_bytes, load_criteria, parse_results
+from hybridcert.reports.bundle import Bundle, load_criteria, parse_results
 from hybridcert.results.schema import AuditResults
 from hybridcert.theory import HybridNoise, clopper_pearson_lower
 from tests.reports.synthetic import make_results
@@ -107,7 +107,7 @@ def unchecked_bundle(raw: dict) -> Bundle:  # type: ignore[type-arg]
     """A bundle built from the schema alone, skipping the reader's whole-file checks (to test rendering)."""
     data = _bytes(raw)
     return Bundle(results=AuditResults.model_validate(raw, strict=True), raw=raw, file_bytes=data,
-                  canonical=canonical_bytes(raw), source="results.json")
+                  source="results.json")
 
 
 def test_infinite_radius_is_null_plus_flag() -> None:
