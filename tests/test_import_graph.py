@@ -4,6 +4,7 @@ regression <- cli, with no cycle between first-level packages and none between m
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "hybridcert"
@@ -37,6 +38,7 @@ def _imports(path: Path, top_level_only: bool, modules: set[str]) -> set[str]:
     return out
 
 
+@functools.cache
 def _graph(top_level_only: bool) -> dict[str, set[str]]:
     modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
     graph: dict[str, set[str]] = {}
