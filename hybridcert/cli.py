@@ -519,12 +519,17 @@ def demo(
 @app.command("tabular-audit")
 def tabular_audit(
     config: Annotated[Path, typer.Option("--config", help="The tabular audit configuration (JSON, docs/tabular.md).")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (results.json).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (results.json, results.log.jsonl).")],
+    resume: Annotated[bool, typer.Option("--resume",
+                                         help="Continue a killed audit from OUT/results.log.jsonl.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite",
+                                            help="Start again in a folder that holds an audit.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the aggregates as JSON.")] = False,
 ) -> None:
     """Audit a scikit-learn (skops) or ONNX model on a CSV or Parquet table with a schema: budgets count
     categorical fields changed, radii are l2 in standardised units. Bad input is one line naming file, row and
-    column, and nothing is written."""
+    column, and nothing is written. Each finished record is logged (fsynced) to OUT/results.log.jsonl; --resume
+    continues a killed run; one audit at a time per folder (docs/tabular.md)."""
     import time
 
     from hybridcert.audits.tabular import load_tabular_config, run_tabular_audit
@@ -534,7 +539,7 @@ def tabular_audit(
         audit = load_tabular_config(config)
         bar, update = _progress_callback()
         with bar:
-            results = run_tabular_audit(audit, out_dir, progress=update)
+            results = run_tabular_audit(audit, out_dir, resume=resume, overwrite=overwrite, progress=update)
     if as_json:
         print_json(results.aggregates.model_dump(mode="json"))
     else:

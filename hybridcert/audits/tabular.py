@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 
 from hybridcert import __version__
 from hybridcert.audits.certification import Certifier, Counted
+from hybridcert.audits.checkpoint import LOG_NAME, RESULTS_NAME, LogWriter, OutputLock, check_out_dir, read_log
 from hybridcert.audits.config import CertifySpec
 from hybridcert.audits.dataset import AuditInput
 from hybridcert.audits.results import (
@@ -44,6 +45,7 @@ from hybridcert.audits.results import (
     ThreatModelConfig,
     ToolInfo,
     aggregate,
+    canonical_dumps,
     write_json_atomic,
 )
 from hybridcert.results.schema import Environment
@@ -357,7 +359,8 @@ def load_model(kind: str, path: Path, schema: Schema, trusted: Sequence[str] = (
 
 @dataclass(frozen=True)
 class TabularAudit:
-    """Everything a tabular certificate depends on (docs/theory.md §5, §6)."""
+    """Everything a tabular certificate depends on (docs/theory.md §5, §6), plus ``batch_size``, which only sets
+    how many rows go to the model per call (the counts do not depend on it)."""
 
     data: Path
     schema: Path
@@ -373,84 +376,199 @@ class TabularAudit:
     n: int = 1000
     seed: int = 20261129
     radii: tuple[float, ...] = (0.0, 0.25, 0.5)
+    chunk_size: int = 4096
     batch_size: int = 4096
     name: str = "tabular"
     model_name: str = "tabular-model"
 
 
-def run_tabular_audit(audit: TabularAudit, out_dir: Path,
-                      progress: Callable[[int, int], None] | None = None) -> AuditResults:
-    """Count, bound (one-sided Clopper-Pearson at alpha, one pass for every budget), certify, write
-    ``out_dir/results.json``. Every input is checked before anything is written."""
+def count_class_one(model: TabularModel, schema: Schema, noise: TabularNoise, codes: NDArray[np.int64],
+                    z: NDArray[np.float64], seed: int, index: int, stream: int, n: int, chunk_size: int,
+                    batch_size: int) -> int:
+    """How many of the ``n`` noisy copies of record number ``index`` (its row, 0 = first) in ``stream`` the model
+    puts in class 1.
+
+    Seeding: one generator per (seed, record, stream), ``SeedSequence(seed, spawn_key=(index, stream))``, drawn
+    in blocks of ``chunk_size`` copies (``TabularNoise.sample`` per block). The copies are therefore a function of
+    (seed, record, stream, chunk_size) alone: independent of the other records (so a resumed audit recomputes a
+    record exactly) and of ``batch_size``, which only cuts the copies into model calls. (The image and token
+    runner seeds each block on its own; tabular audits keep this scheme, which gives the results they gave
+    before ``batch_size`` and ``chunk_size`` were separate settings, bit for bit.)"""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, stream)))
+    hits = 0
+    pend_c: list[NDArray[np.int64]] = []
+    pend_z: list[NDArray[np.float64]] = []
+    buffered = 0
+
+    def run(c: NDArray[np.int64], zn: NDArray[np.float64]) -> int:
+        return int((model.predict(decode(schema, c, zn)) == 1).sum())
+
+    for lo in range(0, n, chunk_size):
+        c, zn = noise.sample(codes, z, min(chunk_size, n - lo), rng)
+        pend_c.append(c)
+        pend_z.append(zn)
+        buffered += c.shape[0]
+        if buffered >= batch_size:
+            all_c = pend_c[0] if len(pend_c) == 1 else np.concatenate(pend_c)
+            all_z = pend_z[0] if len(pend_z) == 1 else np.concatenate(pend_z)
+            full = (buffered // batch_size) * batch_size
+            for s in range(0, full, batch_size):
+                hits += run(all_c[s:s + batch_size], all_z[s:s + batch_size])
+            buffered -= full
+            pend_c, pend_z = ([all_c[full:]], [all_z[full:]]) if buffered else ([], [])
+    if buffered:
+        hits += run(np.concatenate(pend_c), np.concatenate(pend_z))
+    return hits
+
+
+@dataclass
+class PreparedTabular:
+    """A validated tabular audit: everything read and built, nothing written (``prepare_tabular``)."""
+
+    audit: TabularAudit
+    schema: Schema
+    table: Table
+    model: TabularModel
+    noise: TabularNoise
+    engine: HybridNoise
+    certify: CertifySpec
+    config: AuditConfig
+    config_extra: dict[str, Any]
+    model_info: ModelInfo
+    dataset_info: DatasetInfo
+    schema_sha256: str
+
+    @property
+    def config_json(self) -> dict[str, Any]:
+        """``config`` as results.json holds it (with ``config.tabular``)."""
+        return {**self.config.model_dump(mode="json", by_alias=True), "tabular": self.config_extra}
+
+    @property
+    def config_hash(self) -> str:
+        """What a resumed run must share with the run that wrote the log: the configuration (chunk_size included,
+        batch_size not), the model, the table and the schema (its means and standard deviations define the
+        standardised units without appearing in the configuration)."""
+        payload = {"config": self.config_json, "model": self.model_info.model_dump(mode="json"),
+                   "dataset": self.dataset_info.model_dump(mode="json"), "schema_sha256": self.schema_sha256}
+        return hashlib.sha256(canonical_dumps(payload).encode()).hexdigest()
+
+    def count(self, index: int) -> Counted:
+        """Selection (n0 copies, stream 0) picks the side; estimation (n copies, stream 1) counts it."""
+        a, t = self.audit, self.table
+        t0 = time.perf_counter()
+
+        def ones(stream: int, n: int) -> int:
+            return count_class_one(self.model, self.schema, self.noise, t.codes[index], t.z[index], a.seed, index,
+                                   stream, n, a.chunk_size, a.batch_size)
+
+        sel = ones(0, a.n0)
+        target = 1 if sel / a.n0 >= a.tau else 0
+        hits = ones(1, a.n)
+        label = int(t.labels[index]) if t.labels is not None else -1
+        item = AuditInput(id=t.ids[index], tokens=(), image=np.zeros(0, dtype=np.float32), label=label, group=None)
+        m = len(self.schema.categorical)
+        return Counted(item=item, max_budget=m, selection_ones=sel, target_class=target,
+                       targets=[hits if target == 1 else a.n - hits], seconds=time.perf_counter() - t0, n_used=a.n)
+
+
+def _positive_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 1
+
+
+def prepare_tabular(audit: TabularAudit) -> PreparedTabular:
+    """Read and check every input (schema, table, model, settings) before anything runs or is written."""
     if audit.kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {audit.kernel!r}")
     if not (0.0 < audit.tau < 1.0 and 0.0 < audit.alpha < 1.0 and audit.n >= 1 and audit.n0 >= 1):
         raise ValueError("tau and alpha must lie in (0, 1), n and n0 must be >= 1")
+    for key in ("chunk_size", "batch_size"):
+        if not _positive_int(getattr(audit, key)):
+            raise ValueError(f"{key} must be an integer >= 1, got {getattr(audit, key)!r}")
     schema = load_schema(audit.schema)
     if not schema.categorical:
         raise ValueError(f"{audit.schema}: a tabular audit needs at least one categorical field")
+    m = len(schema.categorical)
+    if m > 256:
+        raise ValueError(f"{audit.schema}: {m} categorical fields; at most 256 are supported")
     table = load_table(audit.data, schema)
     model = load_model(audit.model_type, audit.model, schema, audit.trusted)
     noise = TabularNoise(audit.kernel, audit.beta, audit.sigma, tuple(schema.arities))
     engine = HybridNoise(audit.kernel, schema.arities, audit.beta, audit.sigma)  # type: ignore[arg-type]
-    m = len(schema.categorical)
-    out_dir = Path(out_dir)
-    if (out_dir / "results.json").exists():
-        raise ValueError(f"{out_dir / 'results.json'} exists; choose another --out")
-
-    def count(i: int, stream: int, n: int) -> int:
-        rng = np.random.default_rng(np.random.SeedSequence(audit.seed, spawn_key=(i, stream)))
-        hits = 0
-        for lo in range(0, n, audit.batch_size):
-            k = min(audit.batch_size, n - lo)
-            c, z = noise.sample(table.codes[i], table.z[i], k, rng)
-            hits += int((model.predict(decode(schema, c, z)) == 1).sum())
-        return hits
-
-    if m > 256:
-        raise ValueError(f"{audit.schema}: {m} categorical fields; at most 256 are supported")
     spec = CertifySpec(tau=audit.tau, alpha=audit.alpha, n0=audit.n0, n=audit.n, max_budget=m,
                        radii=list(audit.radii))
-    counted = []
-    for i in range(len(table.ids)):
-        t0 = time.perf_counter()
-        sel = count(i, 0, audit.n0)
-        target = 1 if sel / audit.n0 >= audit.tau else 0
-        hits = count(i, 1, audit.n)
-        label = int(table.labels[i]) if table.labels is not None else -1
-        item = AuditInput(id=table.ids[i], tokens=(), image=np.zeros(0, dtype=np.float32), label=label, group=None)
-        counted.append(Counted(item=item, max_budget=m, selection_ones=sel, target_class=target,
-                               targets=[hits if target == 1 else audit.n - hits],
-                               seconds=time.perf_counter() - t0, n_used=audit.n))
-        if progress:
-            progress(i + 1, len(table.ids))
-    # the runner's certification step (docs/theory.md §4, §5): Clopper-Pearson at alpha, one pass for every
-    # budget, the frontier against the side's threshold, with per-field arities in the engine
-    records = Certifier(engine, spec).certify_counted(counted)
     config = AuditConfig(
         noise=NoiseConfig(kernel=audit.kernel, vocab_size=schema.arities, beta=audit.beta, sigma=audit.sigma),
         threat_model=ThreatModelConfig(kind="fields"), pixel_space="standardised", tau=audit.tau,
         alpha=audit.alpha, n0=audit.n0, n=audit.n, seed=str(audit.seed), sampling="one-pass", max_budget=m,
         multiple_testing="none: one sampling pass serves every budget (docs/theory.md §5)",
-        radii=list(audit.radii), chunk_size=audit.batch_size,
+        radii=list(audit.radii), chunk_size=audit.chunk_size,
     )
-    config_extra = {"fields": [n for n, _ in schema.categorical], "numeric": [n for n, _, _ in schema.numeric],
-                    "units": "fields changed; l2 radius in standardised units of the numeric features"}
+    extra = {"fields": [n for n, _ in schema.categorical], "numeric": [n for n, _, _ in schema.numeric],
+             "units": "fields changed; l2 radius in standardised units of the numeric features"}
+    model_info = ModelInfo(name=audit.model_name, sha256=hashlib.sha256(Path(audit.model).read_bytes()).hexdigest(),
+                           type=audit.model_type)
+    dataset_info = DatasetInfo(name=audit.name, sha256=table.sha256, n_inputs=len(table.ids))
+    schema_sha = hashlib.sha256(Path(audit.schema).read_bytes()).hexdigest()
+    return PreparedTabular(audit, schema, table, model, noise, engine, spec, config, extra, model_info,
+                           dataset_info, schema_sha)
+
+
+def run_tabular_audit(audit: TabularAudit, out_dir: Path, resume: bool = False, overwrite: bool = False,
+                      progress: Callable[[int, int], None] | None = None) -> AuditResults:
+    """Count, bound (one-sided Clopper-Pearson at alpha, one pass for every budget), certify, write
+    ``out_dir/results.json``. Every input is checked before anything is written.
+
+    The checkpoint is the image and token runner's own (``checkpoint.py``): the folder lock for the whole run,
+    one fsynced line of ``out_dir/results.log.jsonl`` per finished record, ``resume`` to continue a killed run
+    from it (refused when the configuration, model, table or schema changed) and ``overwrite`` to start again.
+    Each record's samples depend only on (seed, record, stream, chunk_size) (``count_class_one``), so a resumed
+    run's results.json equals an uninterrupted run's apart from timing fields, whatever the batch size."""
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir, resume, overwrite)
+    prep = prepare_tabular(audit)
+    config_hash = prep.config_hash
+    with OutputLock(out_dir):  # one audit per folder, held until results.json is written
+        return _run_locked(prep, out_dir, resume, overwrite, progress, config_hash)
+
+
+def _run_locked(prep: PreparedTabular, out_dir: Path, resume: bool, overwrite: bool,
+                progress: Callable[[int, int], None] | None, config_hash: str) -> AuditResults:
+    log_path, results_path = out_dir / LOG_NAME, out_dir / RESULTS_NAME
+    check_out_dir(out_dir, resume, overwrite)  # again, under the lock
+    ids = prep.table.ids
+    done: dict[str, InputResult] = {}
+    if resume:
+        done = read_log(log_path, config_hash, set(ids))
+    else:
+        results_path.unlink(missing_ok=True)
+        log_path.unlink(missing_ok=True)
+    if progress:
+        progress(len(done), len(ids))
+    # the runner's certification step (docs/theory.md §4, §5): Clopper-Pearson at alpha, one pass for every
+    # budget, the frontier against the side's threshold, with per-field arities in the engine; each record is
+    # certified on its own (the engine computes every p_a independently) and logged before the next is counted
+    certifier = Certifier(prep.engine, prep.certify)
+    with LogWriter(log_path, config_hash, prep.config_json) as log:
+        for index, rid in enumerate(ids):
+            if rid not in done:
+                log.write(certifier.certify_counted([prep.count(index)]), done, len(ids), progress)
+    records = [done[rid] for rid in ids]
+    a, m = prep.audit, len(prep.schema.categorical)
     results = AuditResults(
         tool=ToolInfo(version=__version__),
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        config=config,
-        model=ModelInfo(name=audit.model_name, sha256=hashlib.sha256(Path(audit.model).read_bytes()).hexdigest(),
-                        type=audit.model_type),
-        dataset=DatasetInfo(name=audit.name, sha256=table.sha256, n_inputs=len(records)),
+        config=prep.config,
+        model=prep.model_info,
+        dataset=prep.dataset_info,
         inputs=records,
-        aggregates=_aggregates(records, m, list(audit.radii)),
-        environment=Environment(python=platform.python_version(), platform=platform.platform(), device="cpu"),
+        aggregates=_aggregates(records, m, list(a.radii)),
+        environment=Environment.model_validate({"python": platform.python_version(),
+                                                "platform": platform.platform(), "device": "cpu",
+                                                "batch_size": a.batch_size}),
     )
     obj = results.to_json_obj()
-    obj["config"]["tabular"] = config_extra
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_dir / "results.json", obj)
+    obj["config"]["tabular"] = prep.config_extra
+    write_json_atomic(results_path, obj)
     return results
 
 
@@ -459,7 +577,7 @@ def _aggregates(records: list[InputResult], max_budget: int, radii: list[float])
 
 
 _CONFIG_KEYS = {"data", "schema", "model", "model_type", "trusted", "kernel", "beta", "sigma", "tau", "alpha", "n0",
-                "n", "seed", "radii", "batch_size", "name", "model_name"}
+                "n", "seed", "radii", "chunk_size", "batch_size", "name", "model_name"}
 
 
 def load_tabular_config(path: Path) -> TabularAudit:

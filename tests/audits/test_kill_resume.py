@@ -88,3 +88,56 @@ def test_demo_command_runs_the_whole_audit(demo_run: tuple[Path, subprocess.Comp
     assert "certified rate" in summary and "d=1" in summary and "eps=0.1" in summary
     # the written audit.toml reproduces the run's configuration
     assert prepare(load_spec(out / "audit.toml")).config == results.config
+
+
+@pytest.mark.slow
+def test_tabular_audit_sigkill_then_resume_and_a_second_run_refused(tmp_path: Path) -> None:
+    """hybridcert tabular-audit (issue 14): a second run on the folder is refused by the lock (exit 2) while the
+    first runs; the first is killed (SIGKILL) mid-run; --resume keeps every logged record, repeats none, and
+    gives the results of an uninterrupted run with another batch size."""
+    from dataclasses import replace
+
+    from hybridcert.audits.tabular import load_tabular_config, run_tabular_audit
+    from tests.audits.test_tabular import _small_audit
+
+    rows = 40
+    audit = _small_audit(tmp_path, rows=rows, n=2000)
+    config = tmp_path / "audit.json"
+    config.write_text(json.dumps({"data": "data.csv", "schema": "schema.json", "model": "model.skops",
+                                  "beta": audit.beta, "sigma": audit.sigma, "n0": audit.n0, "n": audit.n,
+                                  "radii": list(audit.radii), "batch_size": 300}), encoding="utf-8")
+    out = tmp_path / "killed"
+    proc = hybridcert("tabular-audit", "--config", str(config), "--out", str(out))
+    deadline = time.monotonic() + 120
+    while len([x for x in log_lines(out / LOG_NAME) if x]) < 3:  # header + 2 records
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGSTOP)  # still holding the lock, mid-run whatever the machine's speed
+    try:
+        second = hybridcert("tabular-audit", "--config", str(config), "--out", str(out), "--resume")
+        _, err = second.communicate(timeout=120)
+        assert second.returncode == 2 and b"in use by another audit" in err, err.decode()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    before = (out / LOG_NAME).read_bytes()
+    finished_before = [json.loads(x)["result"]["id"] for x in before.split(b"\n")[1:] if x.endswith(b"}")]
+    assert 2 <= len(finished_before) < rows, "the audit must be killed mid-run"
+    assert not (out / RESULTS_NAME).exists()
+
+    resumed = hybridcert("tabular-audit", "--config", str(config), "--out", str(out), "--resume")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err.decode()
+    after = (out / LOG_NAME).read_bytes()
+    ids = [json.loads(x)["result"]["id"] for x in after.split(b"\n")[1:] if x]
+    assert ids == [f"row-{i}" for i in range(1, rows + 1)]  # nothing lost, nothing repeated, in order
+    assert after.startswith(b"\n".join(before.split(b"\n")[: len(finished_before) + 1]))
+
+    full = tmp_path / "full"
+    run_tabular_audit(replace(load_tabular_config(config), batch_size=4096), full)
+    a = json.loads((out / RESULTS_NAME).read_text(encoding="utf-8"))
+    b = json.loads((full / RESULTS_NAME).read_text(encoding="utf-8"))
+    assert a["environment"]["batch_size"] == 300 and b["environment"]["batch_size"] == 4096
+    assert canonical_dumps(deterministic_view(a)) == canonical_dumps(deterministic_view(b))
