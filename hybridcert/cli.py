@@ -364,7 +364,7 @@ def _print_audit_summary(results: Any, seconds: float, out_dir: Path) -> None:
 
 @app.command()
 def audit(
-    config: Annotated[Path, typer.Option("--config", help="The audit.toml to run.")],
+    config: Annotated[Path, typer.Option("--config", help="The audit.toml to run (or a tabular audit's .json).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder (results.json and the audit log).")],
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted audit in --out.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard an earlier audit in --out.")] = False,
@@ -375,7 +375,8 @@ def audit(
         str | None, typer.Option(help="Override run.executor: in-process, or ray (needs hybridcert\\[ray]).")
     ] = None,
 ) -> None:
-    """Certify a filter on a dataset (THEORY 4, 5): results.json plus a resumable log in --out."""
+    """Certify a filter on a dataset (THEORY 4, 5): results.json plus a resumable log in --out. A .json config
+    is a tabular audit (docs/tabular.md), as with tabular-audit."""
     import time
 
     from hybridcert.audits.runner import audit_from_file
@@ -532,14 +533,13 @@ def tabular_audit(
     continues a killed run; one audit at a time per folder (docs/tabular.md)."""
     import time
 
-    from hybridcert.audits.tabular import load_tabular_config, run_tabular_audit
+    from hybridcert.audits.tabular import tabular_audit_from_file
 
     with user_errors():
         start = time.perf_counter()
-        audit = load_tabular_config(config)
         bar, update = _progress_callback()
         with bar:
-            results = run_tabular_audit(audit, out_dir, resume=resume, overwrite=overwrite, progress=update)
+            results = tabular_audit_from_file(config, out_dir, resume=resume, overwrite=overwrite, progress=update)
     if as_json:
         print_json(results.aggregates.model_dump(mode="json"))
     else:

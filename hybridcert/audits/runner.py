@@ -72,11 +72,19 @@ def audit_from_file(config: Path, out_dir: Path, resume: bool = False, overwrite
                     executor: str | None = None, warn: Callable[[str], None] | None = None) -> AuditResults:
     """``hybridcert audit``: validate everything first (nothing is written on bad input), then run.
     ``executor`` overrides ``[run] executor`` (in-process or ray). ``warn`` receives, before the run, one line
-    per side on which no budget d >= 1 can be certified (``certification.budget_warnings``)."""
+    per side on which no budget d >= 1 can be certified (``certification.budget_warnings``).
+
+    A ``.json`` configuration is a tabular audit (docs/tabular.md): ``tabular.tabular_audit_from_file``, with
+    the same log, lock and resume."""
     from hybridcert.audits.config import load_spec
 
     if executor is not None and executor not in ("in-process", "ray"):
         raise ValueError(f"--executor must be in-process or ray, got {executor!r}")
+    if Path(config).suffix.lower() == ".json":
+        from hybridcert.audits.tabular import tabular_audit_from_file
+
+        return tabular_audit_from_file(config, out_dir, resume=resume, overwrite=overwrite, device=device,
+                                       batch_size=batch_size, executor=executor, progress=progress)
     check_out_dir(Path(out_dir), resume, overwrite)
     spec = load_spec(config)
     if (executor or spec.run.executor) != "ray":

@@ -605,3 +605,23 @@ def load_tabular_config(path: Path) -> TabularAudit:
         return TabularAudit(**data)
     except TypeError as exc:
         raise ValueError(f"{path}: {exc}") from None
+
+
+def tabular_audit_from_file(config: Path, out_dir: Path, resume: bool = False, overwrite: bool = False,
+                            device: str | None = None, batch_size: int | None = None,
+                            executor: str | None = None,
+                            progress: Callable[[int, int], None] | None = None) -> AuditResults:
+    """``hybridcert tabular-audit``, and ``hybridcert audit`` given a ``.json`` configuration: load the
+    configuration, then ``run_tabular_audit``. Tabular models run in this process on the CPU, so ``device`` may
+    only be ``cpu`` or ``auto`` and ``executor`` only ``in-process``; ``batch_size`` overrides the configuration's
+    (rows per model call: the results do not depend on it)."""
+    from dataclasses import replace
+
+    if device not in (None, "auto", "cpu"):
+        raise ValueError(f"--device {device}: a tabular audit runs on the CPU (auto or cpu)")
+    if executor not in (None, "in-process"):
+        raise ValueError(f"--executor {executor}: a tabular audit runs in-process")
+    audit = load_tabular_config(config)
+    if batch_size is not None:
+        audit = replace(audit, batch_size=batch_size)
+    return run_tabular_audit(audit, out_dir, resume=resume, overwrite=overwrite, progress=progress)

@@ -326,3 +326,23 @@ def test_a_second_run_on_a_locked_folder_is_refused(tmp_path: Path) -> None:
         assert res.exit_code == 2 and "in use by another audit" in res.output
         assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
     assert not out.exists()  # a refused start leaves nothing behind
+
+
+def test_hybridcert_audit_runs_a_json_config_as_a_tabular_audit(tmp_path: Path) -> None:
+    """``hybridcert audit --config audit.json`` is ``hybridcert tabular-audit`` (--batch-size changes nothing)."""
+    from typer.testing import CliRunner
+
+    from hybridcert.cli import app
+
+    _small_audit(tmp_path, rows=3)
+    config = tmp_path / "audit.json"
+    config.write_text(json.dumps({"data": "data.csv", "schema": "schema.json", "model": "model.skops", "n": 60,
+                                  "n0": 8, "chunk_size": 16}))
+    runner = CliRunner()
+    a = runner.invoke(app, ["audit", "--config", str(config), "--out", str(tmp_path / "a"), "--batch-size", "7"])
+    b = runner.invoke(app, ["tabular-audit", "--config", str(config), "--out", str(tmp_path / "b")])
+    assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
+    assert _det(tmp_path / "a") == _det(tmp_path / "b")
+    for flags, needle in ((["--executor", "ray"], "runs in-process"), (["--device", "cuda"], "runs on the CPU")):
+        res = runner.invoke(app, ["audit", "--config", str(config), "--out", str(tmp_path / "c"), *flags])
+        assert res.exit_code == 2 and needle in res.output and not (tmp_path / "c").exists()
