@@ -561,6 +561,7 @@ def compare_audits(
     common = sorted(set(baseline.ids) & set(candidate.ids))
     index_b = {ident: i for i, ident in enumerate(baseline.ids)}
     index_c = {ident: i for i, ident in enumerate(candidate.ids)}
+    _check_labels_agree(baseline, candidate, common, index_b, index_c)
     rows_b = np.array([index_b[i] for i in common], dtype=np.int64)
     rows_c = np.array([index_c[i] for i in common], dtype=np.int64)
 
@@ -620,6 +621,25 @@ def compare_audits(
         only_in_candidate=tuple(sorted(set(candidate.ids) - set(baseline.ids))),
         reasons=tuple(reasons),
     )
+
+
+def _check_labels_agree(
+    baseline: Audit, candidate: Audit, common: list[str], index_b: dict[str, int], index_c: dict[str, int],
+) -> None:
+    """Two audits of one dataset (equal ``dataset.sha256``) must give every shared input the same label: the
+    reader cannot see labels flipped consistently in an unsigned file (correct and decision edited to match),
+    and a baseline so edited would make any candidate look like an improvement."""
+    sha_b = _get(baseline.data, ("dataset", "sha256"))
+    if sha_b is None or sha_b != _get(candidate.data, ("dataset", "sha256")):
+        return
+    differ = [i for i in common if baseline.labels[index_b[i]] != candidate.labels[index_c[i]]]
+    if differ:
+        first = differ[0]
+        raise ValueError(
+            f"both audits claim dataset sha256 {str(sha_b)[:16]}..., yet {len(differ)} shared input(s) have "
+            f"different labels (first: {first!r}, label {baseline.labels[index_b[first]]} in {baseline.path}, "
+            f"{candidate.labels[index_c[first]]} in {candidate.path}); one of the files was edited"
+        )
 
 
 def _change_entry(

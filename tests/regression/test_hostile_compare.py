@@ -76,6 +76,20 @@ def test_flipped_labels_do_not_pass_unnoticed(tmp_path: Path, base: dict[str, An
     assert res.exit_code == 2 and "correct=" in res.stderr, res.output
 
 
+@pytest.mark.parametrize("edited", ["candidate", "baseline"])
+def test_consistently_flipped_labels_are_refused(tmp_path: Path, base: dict[str, Any], edited: str) -> None:
+    """QA of issue 10: labels flipped with correct edited to match were read as valid (the file is consistent),
+    and an edited baseline made a worse candidate pass; one dataset hash means one label per input."""
+    flipped = copy.deepcopy(base)
+    for rec in flipped["inputs"]:
+        rec["label"] = 1 - rec["label"]
+        rec["correct"] = rec["decision"] == ("flag" if rec["label"] == 1 else "no-flag")
+    pair = (base, flipped) if edited == "candidate" else (flipped, base)
+    res = _run(tmp_path, *pair)
+    assert res.exit_code == 2 and "different labels" in res.stderr, res.output
+    assert res.stderr.count("\n") == 1
+
+
 @pytest.mark.parametrize("value", ["1e309", "1e999999999", "-1", "nan", "inf"])
 def test_absurd_max_drop_is_one_line(tmp_path: Path, base: dict[str, Any], value: str) -> None:
     res = _run(tmp_path, base, base, "--max-drop", value)
