@@ -187,7 +187,7 @@ def test_cli_certify_json_matches_api(tmp_path) -> None:
         (["certify", "--p-a", "0.9", "--vocab", "1"], "vocab_size too small"),
         (["certify", "--p-a", "0.9", "--beta", "0"], "beta must lie in (0, 1]"),
         (["certify", "--p-a", "0.9", "--budget", "-1"], "budget must be an integer >= 0"),
-        (["certify", "--p-a", "nan"], "p_a must not be NaN"),
+        (["certify", "--p-a", "nan"], "'p_a' must be a finite number"),
         (["certify"], "missing --p-a"),
     ],
 )
