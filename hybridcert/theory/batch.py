@@ -20,8 +20,6 @@ def _check_types(cfg: dict[str, Any]) -> None:
         v = cfg.get(key)
         if v is None and key == "radius":
             continue
-        if isinstance(v, float) and math.isnan(v):
-            raise ValueError(f"{key} must not be NaN, got nan")
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
             raise ValueError(f"field {key!r} must be a finite number, got {v!r}"[:200])
     for key in _INTEGERS:
