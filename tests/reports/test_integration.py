@@ -35,9 +35,10 @@ def test_compare_rejects_a_tampered_signed_folder(signed_copy: Path, identity: I
 
 
 def test_change_history_from_compare_renders(signed: SignedReport, tmp_path: Path) -> None:
-    cand = make_results(seed=7)
+    cand = make_results(seed=7)  # other labels: another dataset (compare refuses relabelled inputs of one dataset)
+    cand["dataset"]["sha256"] = "ef" * 32
     write_results(tmp_path / "cand", cand)
-    history = compare_paths(signed.folder, tmp_path / "cand").to_dict()
+    history = compare_paths(signed.folder, tmp_path / "cand", allow_config_change=True).to_dict()
     raw = {**cand, "change_history": history}
     bundle = parse_results(json.dumps(raw).encode())
     assert bundle.results.change_history is not None
