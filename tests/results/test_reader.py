@@ -132,3 +132,27 @@ def test_unreadable_bytes(data: bytes, message: str) -> None:
     with pytest.raises(ResultsError, match=message) as info:
         parse_results(data, "r.json")
     assert str(info.value).startswith("r.json: ") and "\n" not in str(info.value)
+
+
+def test_sequential_bounds_use_the_confidence_sequence() -> None:
+    from hybridcert.theory import HybridNoise, cs_lower
+
+    raw = make_results([None])
+    cfg = raw["config"]
+    cfg["confidence_bound"] = "beta-mixture-cs"
+    cfg["n"] = 4096
+    rec = raw["inputs"][0]
+    rec["counts"].update(n=512, target=512)  # stopped early: counts.n <= the cap config.n
+    p = float(cs_lower(512, 512, cfg["alpha"]))
+    nz = cfg["noise"]
+    noise = HybridNoise(nz["kernel"], nz["vocab_size"], nz["beta"], nz["sigma"])
+    rec["p_a_lower"] = p
+    rec["frontier"] = [{"budget": d, "radius": r} for d, r in noise.frontier(p, tau=0.5, max_budget=3)]
+    parse_results(_bytes(raw))
+    rec["p_a_lower"] = float(clopper_pearson_lower(512, 512, cfg["alpha"]))  # the fixed-n bound is higher
+    assert rec["p_a_lower"] > p
+    with pytest.raises(ResultsError, match="exceeds the confidence-sequence bound"):
+        parse_results(_bytes(raw))
+    rec["counts"]["n"] = 5000
+    with pytest.raises(ResultsError, match="above the sequential cap"):
+        parse_results(_bytes(raw))
