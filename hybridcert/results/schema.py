@@ -32,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from hybridcert.theory import MAX_BUDGET
+from hybridcert.theory import MAX_BUDGET, MAX_SIGMA
 
 SCHEMA: Final = "hybridcert/results/v1"
 TIMING_FIELDS_TOP = ("created", "environment", "command")  # command: names the folders it ran in
@@ -78,7 +78,7 @@ class NoiseConfig(_Model):
     kernel: str  # one of KERNEL_NAMES (checked; typed str so that callers holding a str need no cast)
     vocab_size: int | list[int]  # a list: one arity per categorical field (tabular, docs/theory.md §9)
     beta: float = Field(gt=0.0, le=1.0, allow_inf_nan=False)
-    sigma: float = Field(gt=0.0, allow_inf_nan=False)
+    sigma: float = Field(gt=0.0, le=MAX_SIGMA, allow_inf_nan=False)
     mask_id: int | None = None
     alphabet_sha256: str | None = None
 

@@ -17,6 +17,7 @@ from hybridcert.theory.bounds import clopper_pearson_lower, clopper_pearson_uppe
 from hybridcert.theory.certificate import (
     MAX_AUTO_BUDGET,
     MAX_BUDGET,
+    MAX_SIGMA,
     HybridNoise,
     cohen_radius,
     cohen_worst_case,
@@ -39,6 +40,7 @@ __all__ = [
     "KERNELS",
     "MAX_AUTO_BUDGET",
     "MAX_BUDGET",
+    "MAX_SIGMA",
     "THREAT_MODELS",
     "Atoms",
     "HybridNoise",

@@ -83,6 +83,20 @@ def check_budget(name: str, value: Any) -> int:
 MAX_BUDGET = 1024
 
 
+#: The largest ``sigma`` the engine accepts. A radius is sigma times a probit gap of at most about 40, so a
+#: sigma near the float maximum (1e308) overflowed to an infinite radius for p_a < 1, a claim only p_a = 1
+#: allows; 1e6 is far above any pixel or standardised scale (audits stop at 100) and keeps every radius finite.
+MAX_SIGMA = 1e6
+
+
+def check_sigma(name: str, value: Any) -> float:
+    """The Gaussian's standard deviation: a finite number in (0, MAX_SIGMA]."""
+    v = check_positive(name, value)
+    if v > MAX_SIGMA:
+        raise ValueError(f"{name} must be at most {MAX_SIGMA:g} (hybridcert.theory.MAX_SIGMA), got {_show(value)}")
+    return v
+
+
 def check_token_budget(name: str, value: Any) -> int:
     """A token budget d: an integer in [0, MAX_BUDGET] (bounded work, docs/theory.md §2)."""
     d = check_budget(name, value)

@@ -22,9 +22,10 @@ from scipy.special import ndtr, ndtri
 from hybridcert.theory import _solve
 from hybridcert.theory._checks import (
     MAX_BUDGET,
+    MAX_SIGMA,
     check_nonnegative_array,
-    check_positive,
     check_probability,
+    check_sigma,
     check_threshold,
     check_token_budget,
 )
@@ -33,7 +34,10 @@ from hybridcert.theory.kernels import KernelName, TokenKernel
 
 FloatArray = NDArray[np.float64]
 
-__all__ = ["MAX_AUTO_BUDGET", "MAX_BUDGET", "HybridNoise", "cohen_radius", "cohen_worst_case", "knapsack_worst_case"]
+__all__ = [
+    "MAX_AUTO_BUDGET", "MAX_BUDGET", "MAX_SIGMA", "HybridNoise", "cohen_radius", "cohen_worst_case",
+    "knapsack_worst_case",
+]
 
 #: Without ``max_budget``, frontiers and budgets stop here even if still certified (a sound truncation).
 MAX_AUTO_BUDGET = 1024
@@ -70,7 +74,7 @@ def cohen_radius(p_a: ArrayLike, sigma: float, tau: float = 0.5) -> Any:
     ``ndtri``, so it never exceeds the exact value. ``p_a`` = 1 gives +inf.
     """
     p = check_probability("p_a", p_a)
-    s = check_positive("sigma", sigma)
+    s = check_sigma("sigma", sigma)
     t = check_threshold("tau", tau)
     zp, zt = _probit(p.ravel()), float(_probit(np.array([t]))[0])
     with np.errstate(invalid="ignore"):
@@ -84,7 +88,7 @@ def cohen_worst_case(p_a: ArrayLike, radius: ArrayLike, sigma: float) -> Any:
     """Lower bound on Phi(Phi^-1(p_a) - eps/sigma), the Gaussian worst case (THEORY 4, d = 0)."""
     p = check_probability("p_a", p_a)
     eps = check_nonnegative_array("radius", radius)
-    s = check_positive("sigma", sigma)
+    s = check_sigma("sigma", sigma)
     p, eps = np.broadcast_arrays(p, eps)
     z = _probit(p.ravel()) - eps.ravel() / s
     with np.errstate(invalid="ignore"):
@@ -136,7 +140,7 @@ class HybridNoise:
             token = TokenKernel(self.kernel, self.vocab_size, self.beta)  # type: ignore[arg-type]
             object.__setattr__(self, "vocab_size", token.vocab_size)
             object.__setattr__(self, "beta", token.beta)
-        object.__setattr__(self, "sigma", check_positive("sigma", self.sigma))
+        object.__setattr__(self, "sigma", check_sigma("sigma", self.sigma))
 
     @property
     def field_kernels(self) -> FieldKernels | None:

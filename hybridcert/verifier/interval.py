@@ -303,6 +303,20 @@ def _prove_atoms(
         return Proof(budget, radius, tau, ok, lower if ok else 0.0, "exact-rational", reason)
     if p <= atoms.c0 or not atoms.clean:
         return Proof(budget, radius, tau, False, 0.0, "interval", "p_a is not above the ratio-0 clean mass")
+    try:
+        return _prove_interval(atoms, noise, p, budget, radius, tau, t_exact, dps)
+    except (OverflowError, ZeroDivisionError) as exc:  # mpmath's erfc converts huge arguments to float
+        # a proof that cannot be evaluated is not a proof: never an internal error, never "proved"
+        return Proof(budget, radius, tau, False, 0.0, "interval",
+                     f"radius {radius:.6g} at sigma {noise.sigma:.6g} is beyond what the proof can evaluate "
+                     f"({type(exc).__name__})")
+
+
+def _prove_interval(
+    atoms: ExactAtoms, noise: NoiseParams, p: Fraction, budget: int, radius: float, tau: float,
+    t_exact: Fraction, dps: int,
+) -> Proof:
+    """The interval-arithmetic part of :func:`_prove_atoms` (radius > 0, p_a < 1)."""
     with _precision(dps):
         e_iv = _iv_float(radius) / _iv_float(noise.sigma)
         e_mid = (_lower(e_iv) + _upper(e_iv)) / 2

@@ -75,6 +75,7 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
         (_set("inputs.0.p_a_lower", "0.9"), "inputs[0] (id x0000).p_a_lower"),
         (_set("inputs.0.p_a_lower", [0.9, 0.9]), "inputs[0] (id x0000).p_a_lower"),
         (_set("config.noise.sigma", [0.25]), "config.noise.sigma"),
+        (_set("config.noise.sigma", 1e308), "config.noise.sigma: Input should be less than or equal to"),
         (_set("inputs.0.seconds", 2**60), "inputs[0].seconds: integer"),
         # a radius above what the engine recomputes
         (lambda r: r["inputs"][1]["frontier"][0].update(radius=r["inputs"][1]["frontier"][0]["radius"] * 1.5),

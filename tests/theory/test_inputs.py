@@ -52,6 +52,8 @@ def test_bad_query_names_the_problem(call, needle: str) -> None:
         ({"sigma": 0.0}, "sigma must be a finite number > 0, got 0.0"),
         ({"sigma": -1.0}, "sigma must be a finite number > 0, got -1.0"),
         ({"sigma": math.inf}, "sigma must be a finite number > 0"),
+        # QA of issue 10: sigma = 1e308 overflowed r*(0) to an infinite radius at p_a = 0.99
+        ({"sigma": 1e308}, "sigma must be at most 1e+06 (hybridcert.theory.MAX_SIGMA)"),
         ({"beta": 0.0}, "beta must lie in (0, 1], got 0.0"),
         ({"beta": 1.2}, "beta must lie in (0, 1], got 1.2"),
         ({"beta": math.nan}, "beta must not be NaN"),
@@ -65,6 +67,15 @@ def test_bad_noise_names_the_problem(kwargs: dict[str, object], needle: str) -> 
     with pytest.raises(ValueError) as info:
         HybridNoise(**params)  # type: ignore[arg-type]
     assert needle in str(info.value)
+
+
+def test_largest_sigma_keeps_radii_finite() -> None:
+    from hybridcert.theory import MAX_SIGMA
+
+    noise = HybridNoise("uniform-other", 100, 0.3, MAX_SIGMA)
+    assert math.isfinite(noise.certified_radius(0.999999, 0)) and math.isfinite(cohen_radius(0.999999, MAX_SIGMA))
+    with pytest.raises(ValueError, match="MAX_SIGMA"):
+        cohen_radius(0.99, 1e308)
 
 
 def test_uninformative_kernel_needs_max_budget() -> None:
@@ -184,6 +195,7 @@ def test_cli_certify_json_matches_api(tmp_path) -> None:
     [
         (["certify", "--p-a", "1.5"], "p_a must lie in [0, 1]"),
         (["certify", "--p-a", "0.9", "--sigma", "0"], "sigma must be a finite number > 0"),
+        (["certify", "--p-a", "0.9", "--sigma", "1e308"], "sigma must be at most 1e+06"),
         (["certify", "--p-a", "0.9", "--vocab", "1"], "vocab_size too small"),
         (["certify", "--p-a", "0.9", "--beta", "0"], "beta must lie in (0, 1]"),
         (["certify", "--p-a", "0.9", "--budget", "-1"], "budget must be an integer >= 0"),

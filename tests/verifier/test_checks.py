@@ -104,6 +104,15 @@ def test_budget_proof_and_exact_cases() -> None:
     assert prove_worst_case(absorb, 0.99, 1, 0.0, 0.49).method == "exact-rational"
 
 
+def test_a_radius_too_large_to_evaluate_is_not_proved_and_raises_nothing() -> None:
+    """QA of issue 10: a frontier radius of 1e308 made mpmath's erfc raise OverflowError (verify --results
+    exited 3); it must be "not proved" (exit 1), never an internal error and never proved."""
+    noise = NoiseParams("uniform-other", 32, 0.75, 0.35)
+    for radius in (1e308, 1e300):
+        proof = prove_worst_case(noise, 0.9482, 0, radius, 0.5)
+        assert not proof.proved and "beyond what the proof can evaluate" in proof.reason
+
+
 def test_highprec_absorb_radius_matches_its_closed_form() -> None:
     noise = NoiseParams("absorb", 3, 0.6, 0.5)
     got = HighPrecisionSolver(noise, 1).radius(0.99, 0.5)
