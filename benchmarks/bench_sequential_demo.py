@@ -22,8 +22,8 @@ import numpy as np
 
 from hybridcert.audits.config import parse_spec
 from hybridcert.audits.demo.run import write_demo
-from hybridcert.audits.results import AuditResults
 from hybridcert.audits.runner import prepare, run_audit
+from hybridcert.results.schema import AuditResults
 
 N = 10_000
 

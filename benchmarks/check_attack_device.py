@@ -24,8 +24,8 @@ def main() -> int:
     from hybridcert.attacks.run import run_attack
     from hybridcert.audits.config import load_spec
     from hybridcert.audits.demo.run import write_demo
-    from hybridcert.audits.results import deterministic_view
     from hybridcert.audits.runner import prepare, run_audit
+    from hybridcert.results.schema import deterministic_view
     from hybridcert.theory import HybridNoise
 
     parser = argparse.ArgumentParser()

@@ -48,16 +48,11 @@ from hybridcert.attacks.protocol import as_gradient_filter, check_consistency
 from hybridcert.audits.certification import side_threshold
 from hybridcert.audits.counting import budget_span, clean_tokens
 from hybridcert.audits.preparation import Audit, prepare
-from hybridcert.audits.results import (
-    AuditResults,
-    InputResult,
-    canonical_dumps,
-    deterministic_view,
-    load_results,
-    write_json_atomic,
-)
 from hybridcert.audits.runner import run_audit
 from hybridcert.results.atomic import open_append_nofollow, open_rw_nofollow, write_bytes_atomic
+from hybridcert.results.canonical import canonical_dumps, write_json_atomic
+from hybridcert.results.reader import read_results
+from hybridcert.results.schema import AuditResults, InputResult, deterministic_view
 from hybridcert.theory import clopper_pearson_lower, clopper_pearson_upper
 
 LOG_NAME = "attack.log.jsonl"
@@ -244,13 +239,13 @@ def _read_log(path: Path, config_hash: str, keys: set[tuple[str, int, float]]) -
 
 def _certificates(audit: Audit, out_dir: Path, results_path: Path | None, resume: bool) -> tuple[AuditResults, str]:
     if results_path is not None:
-        results = load_results(results_path)
+        results = read_results(results_path).results
         _matches(results, audit, str(results_path))
         return results, str(results_path)
     audit_dir = out_dir / "audit"
     done = audit_dir / "results.json"
     if resume and done.is_file():
-        results = load_results(done)
+        results = read_results(done).results
         _matches(results, audit, str(done))
         return results, "audit/results.json"
     log_exists = (audit_dir / "results.log.jsonl").is_file()
@@ -282,7 +277,7 @@ def run_attack(audit: Audit, out_dir: Path, points: list[Point] | None = None,
         _matches(results, audit, "results")
         source = "given"
     elif results_path is not None:
-        results = load_results(results_path)
+        results = read_results(results_path).results
         _matches(results, audit, str(results_path))
         source = str(results_path)
     out_dir.mkdir(parents=True, exist_ok=True)

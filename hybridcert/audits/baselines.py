@@ -32,7 +32,7 @@ from hybridcert.theory import clopper_pearson_lower, cohen_radius
 if TYPE_CHECKING:
     from hybridcert.audits.dataset import AuditInput
     from hybridcert.audits.preparation import Audit
-    from hybridcert.audits.results import InputResult
+    from hybridcert.results.schema import InputResult
 
 BASELINES = ("image-only", "text-only")
 SELECT, ESTIMATE = 0, 1
@@ -125,7 +125,7 @@ def with_baselines(audit: Audit, results: list[InputResult]) -> list[InputResult
     names = list(audit.spec.certify.baselines)
     if not names:
         return results
-    from hybridcert.audits.results import InputResult
+    from hybridcert.results.schema import InputResult
 
     items = {x.id: x for x in audit.dataset.inputs}
     out = []

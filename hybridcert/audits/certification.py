@@ -22,7 +22,7 @@ import numpy as np
 
 from hybridcert.audits.config import CertifySpec
 from hybridcert.audits.dataset import AuditInput
-from hybridcert.audits.results import Counts, Decision, FrontierPoint, InputResult
+from hybridcert.results.schema import Counts, Decision, FrontierPoint, InputResult
 from hybridcert.theory import HybridNoise, clopper_pearson_lower
 from hybridcert.theory.sequential import SequentialRule
 

@@ -31,8 +31,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from hybridcert.audits.results import InputResult, canonical_dumps
 from hybridcert.results.atomic import fsync_dir, open_append_nofollow, open_rw_nofollow
+from hybridcert.results.canonical import canonical_dumps
+from hybridcert.results.schema import InputResult
 
 LOG_NAME = "results.log.jsonl"
 RESULTS_NAME = "results.json"

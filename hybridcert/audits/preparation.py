@@ -21,16 +21,9 @@ from hybridcert.audits.certification import sequential_rule
 from hybridcert.audits.config import AuditSpec, FilterSpec, load_vocabulary
 from hybridcert.audits.dataset import Dataset, load_manifest
 from hybridcert.audits.filters import Filter
-from hybridcert.audits.results import (
-    AuditConfig,
-    DatasetInfo,
-    DenoiserInfo,
-    ModelInfo,
-    NoiseConfig,
-    ThreatModelConfig,
-    canonical_dumps,
-)
 from hybridcert.audits.samplers import HybridSampler, ImageNoise, TokenNoise
+from hybridcert.results.canonical import canonical_dumps
+from hybridcert.results.schema import AuditConfig, DatasetInfo, DenoiserInfo, ModelInfo, NoiseConfig, ThreatModelConfig
 from hybridcert.theory import HybridNoise, ThreatModel
 from hybridcert.theory.sequential import METHOD as SEQUENTIAL_METHOD
 

@@ -35,8 +35,9 @@ from hybridcert.audits.checkpoint import LOG_NAME, RESULTS_NAME, LogWriter, Outp
 from hybridcert.audits.counting import Executor, count_wave
 from hybridcert.audits.executors import make_executor
 from hybridcert.audits.preparation import Audit, prepare
-from hybridcert.audits.results import AuditResults, InputResult, ToolInfo, aggregate, write_json_atomic
-from hybridcert.results.schema import Environment
+from hybridcert.results.canonical import write_json_atomic
+from hybridcert.results.schema import AuditResults, Environment, InputResult, ToolInfo
+from hybridcert.results.stats import aggregate
 
 __all__ = ["Audit", "audit_from_file", "prepare", "run_audit", "summary_rows"]
 

@@ -34,21 +34,20 @@ from hybridcert.audits.certification import Certifier, Counted
 from hybridcert.audits.checkpoint import LOG_NAME, RESULTS_NAME, LogWriter, OutputLock, check_out_dir, read_log
 from hybridcert.audits.config import CertifySpec
 from hybridcert.audits.dataset import AuditInput
-from hybridcert.audits.results import (
+from hybridcert.results.canonical import canonical_dumps, write_json_atomic
+from hybridcert.results.schema import (
     Aggregates,
     AuditConfig,
     AuditResults,
     DatasetInfo,
+    Environment,
     InputResult,
     ModelInfo,
     NoiseConfig,
     ThreatModelConfig,
     ToolInfo,
-    aggregate,
-    canonical_dumps,
-    write_json_atomic,
 )
-from hybridcert.results.schema import Environment
+from hybridcert.results.stats import aggregate
 from hybridcert.theory import HybridNoise
 
 MISSING = "__missing__"

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from hybridcert.audits.baselines import mean_certified
-from hybridcert.audits.results import canonical_dumps, deterministic_view
+from hybridcert.results.canonical import canonical_dumps
+from hybridcert.results.schema import deterministic_view
 
 MAX_ALARM_IDS = 50
 MAX_ATTACK_BYTES = 256 << 20

@@ -30,7 +30,7 @@ def _audit(config: tuple[Path, dict[str, Any]], **threat: Any) -> Audit:
 @pytest.mark.parametrize("method", ["gradient", "random"])
 def test_attacked_point_lies_in_the_threat_model(demo_config: Any, threat: dict[str, Any], method: str) -> None:
     from hybridcert.attacks.run import target_for
-    from hybridcert.audits.results import Counts, FrontierPoint, InputResult
+    from hybridcert.results.schema import Counts, FrontierPoint, InputResult
 
     audit = _audit(demo_config, **threat)
     result = InputResult(id=audit.dataset.inputs[0].id, label=1, counts=Counts(n0=0, n=1, target=1), target_class=1,

@@ -392,8 +392,8 @@ class _Limited:
 def test_the_largest_batch_search_halves_on_out_of_memory(offline: None, tmp_path: Path) -> None:
     from hybridcert.audits.config import load_spec
     from hybridcert.audits.probe import largest_batch
-    from hybridcert.audits.results import ModelInfo
     from hybridcert.audits.runner import prepare
+    from hybridcert.results.schema import ModelInfo
 
     spec = load_spec(_write_audit(tmp_path))
     for start, limit, expected in ((12, 100, 96), (1000, 100, 62), (12, 10_000, 192), (8, 0, 0)):

@@ -14,8 +14,8 @@ import pytest
 
 from hybridcert.audits.baselines import mean_certified
 from hybridcert.audits.checkpoint import LOG_NAME, RESULTS_NAME
-from hybridcert.audits.results import deterministic_view
 from hybridcert.audits.runner import prepare, run_audit
+from hybridcert.results.schema import deterministic_view
 from hybridcert.theory import clopper_pearson_lower
 from hybridcert.verifier.results import load_results, parse_results, verify_results
 

@@ -17,8 +17,9 @@ import pytest
 from hybridcert.audits.checkpoint import LOG_NAME, RESULTS_NAME
 from hybridcert.audits.config import load_spec
 from hybridcert.audits.demo.run import write_demo
-from hybridcert.audits.results import AuditResults, canonical_dumps, deterministic_view
 from hybridcert.audits.runner import prepare, run_audit
+from hybridcert.results.canonical import canonical_dumps
+from hybridcert.results.schema import AuditResults, deterministic_view
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,8 +12,9 @@ import pytest
 
 from hybridcert.audits.checkpoint import RESULTS_NAME
 from hybridcert.audits.config import AuditSpec
-from hybridcert.audits.results import canonical_dumps, deterministic_view
 from hybridcert.audits.runner import prepare, run_audit
+from hybridcert.results.canonical import canonical_dumps
+from hybridcert.results.schema import deterministic_view
 
 SpecMaker = Callable[..., AuditSpec]
 

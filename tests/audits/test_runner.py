@@ -13,9 +13,11 @@ from hybridcert.audits.certification import side_threshold
 from hybridcert.audits.checkpoint import LOG_NAME, RESULTS_NAME
 from hybridcert.audits.config import AuditSpec
 from hybridcert.audits.counting import count_class_one
-from hybridcert.audits.results import AuditResults, canonical_dumps, deterministic_view, load_results
 from hybridcert.audits.runner import prepare, run_audit
 from hybridcert.audits.samplers import ESTIMATE
+from hybridcert.results.canonical import canonical_dumps
+from hybridcert.results.reader import read_results
+from hybridcert.results.schema import AuditResults, deterministic_view
 from hybridcert.theory import HybridNoise, clopper_pearson_lower
 
 SpecMaker = Callable[..., AuditSpec]
@@ -204,7 +206,7 @@ def test_results_file_is_canonical(make_spec: SpecMaker, tmp_path: Path) -> None
     run(make_spec(), tmp_path / "c")
     raw = (tmp_path / "c" / RESULTS_NAME).read_text(encoding="utf-8")
     assert raw == canonical_dumps(json.loads(raw)) + "\n"
-    assert load_results(tmp_path / "c" / RESULTS_NAME).config.n == 200
+    assert read_results(tmp_path / "c" / RESULTS_NAME).results.config.n == 200
     assert not list((tmp_path / "c").glob(".results.json.*"))
 
 
@@ -221,7 +223,7 @@ def test_cli_audit_json_and_device_auto(write_config: Callable[..., Path], tmp_p
                                       "--batch-size", "100"])
     assert result.exit_code == 0, result.stderr
     agg = json.loads(result.stdout)
-    res = load_results(tmp_path / "o" / RESULTS_NAME)
+    res = read_results(tmp_path / "o" / RESULTS_NAME).results
     assert agg == res.aggregates.model_dump(mode="json") and agg["n_inputs"] == 6
     assert res.environment["batch_size"] == 100 and res.environment["device"] == str(resolve_device("auto"))
     result = CliRunner().invoke(app, ["audit", "--config", str(config), "--out", str(tmp_path / "o")])

@@ -15,9 +15,10 @@ from hybridcert.audits.checkpoint import LOG_NAME, RESULTS_NAME
 from hybridcert.audits.config import AuditSpec
 from hybridcert.audits.counting import WorkItem, count_class_one
 from hybridcert.audits.executors import InProcessExecutor, split_chunks
-from hybridcert.audits.results import canonical_dumps, deterministic_view
 from hybridcert.audits.runner import prepare, run_audit
 from hybridcert.audits.samplers import ESTIMATE
+from hybridcert.results.canonical import canonical_dumps
+from hybridcert.results.schema import deterministic_view
 from hybridcert.theory import HybridNoise, cs_lower
 from hybridcert.theory.sequential import decide
 

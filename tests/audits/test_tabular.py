@@ -166,7 +166,7 @@ def test_onnx_adapter_agrees_with_scikit_learn(tmp_path: Path) -> None:
 
 def test_audit_end_to_end_is_proven(tmp_path: Path) -> None:
     """A small audit: results.json with per-field arities, every certificate proven by the verifier."""
-    from hybridcert.audits.results import load_results
+    from hybridcert.results.reader import read_results
     from hybridcert.verifier.results import load_results as load_results_file
     from hybridcert.verifier.results import verify_results
 
@@ -177,7 +177,7 @@ def test_audit_end_to_end_is_proven(tmp_path: Path) -> None:
                          radii=(0.0, 0.2))
     res = run_tabular_audit(audit, tmp_path / "out")
     assert res.config.noise.vocab_size == [3, 2] and res.config.threat_model.kind == "fields"
-    assert load_results(tmp_path / "out" / "results.json").aggregates.n_inputs == 3
+    assert read_results(tmp_path / "out" / "results.json").results.aggregates.n_inputs == 3
     proof = verify_results(load_results_file(tmp_path / "out" / "results.json"))
     assert proof.passed and len(proof.certificates) >= 1
     with pytest.raises(ValueError, match="already holds an audit; pass --resume"):
@@ -251,7 +251,8 @@ def _small_audit(tmp: Path, rows: int = 6, **kw: object) -> TabularAudit:
 
 
 def _det(out: Path) -> str:
-    from hybridcert.audits.results import canonical_dumps, deterministic_view
+    from hybridcert.results.canonical import canonical_dumps
+    from hybridcert.results.schema import deterministic_view
 
     return canonical_dumps(deterministic_view(json.loads((out / "results.json").read_text(encoding="utf-8"))))
 

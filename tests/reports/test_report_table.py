@@ -12,8 +12,8 @@ import pytest
 
 from hybridcert.audits.config import ReportSpec, load_spec
 from hybridcert.audits.demo.run import write_demo
-from hybridcert.audits.results import DatasetInfo, ModelInfo
 from hybridcert.audits.runner import _report_fields, rerun_command
+from hybridcert.results.schema import DatasetInfo, ModelInfo
 
 
 @pytest.fixture(scope="module")

@@ -120,7 +120,7 @@ def test_append_refuses_links(tmp_path: Path) -> None:
 
 
 def test_results_json_mode_0644(tmp_path: Path) -> None:
-    from hybridcert.audits.results import write_json_atomic
+    from hybridcert.results.canonical import write_json_atomic
 
     write_json_atomic(tmp_path / "results.json", {"a": 1})
     assert _mode(tmp_path / "results.json") == 0o644
