@@ -67,7 +67,7 @@ def main() -> None:
         t0 = time.perf_counter()
         res = compare_audits(base, cand)
         t_cmp = time.perf_counter() - t0
-    print(f"{args.inputs} inputs per audit, {len(res['grid'])} grid points, {len(res['lost'])} inputs lost")
+    print(f"{args.inputs} inputs per audit, {len(res.grid)} grid points, {len(res.lost)} inputs lost")
     print(f"json.load of both files (baseline): {t_json:.3f} s")
     print(f"load_audit of both (parse + checks): {t_load:.3f} s  ({t_load / t_json:.1f}x the baseline)")
     print(f"compare_audits (default grid):      {t_cmp:.3f} s  ({t_cmp / t_json:.1f}x the baseline)")

@@ -517,10 +517,6 @@ class Comparison:
             "reasons": list(self.reasons),
         }
 
-    def __getitem__(self, key: str) -> Any:
-        """The JSON view's fields by name (``to_dict()[key]``), for callers that read the change history."""
-        return self.to_dict()[key]
-
 
 def compare_audits(
     baseline: Audit,

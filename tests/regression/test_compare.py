@@ -92,48 +92,48 @@ def test_empty_audits_compare(base_results: dict[str, Any]) -> None:
     empty["inputs"] = []
     empty["aggregates"]["n_inputs"] = 0
     res = compare_audits(parse_results(empty), parse_results(empty))
-    assert res["verdict"] == "pass" and [(r["budget"], r["radius"]) for r in res["grid"]] == [(0, 0.0)]
-    assert res["grid"][0]["before_ci"] == [0.0, 1.0]
+    assert res.verdict == "pass" and [(r.budget, r.radius) for r in res.grid] == [(0, 0.0)]
+    assert res.grid[0].before_ci == (0.0, 1.0)
 
 
 def test_an_audit_compared_with_itself_passes(base_results: dict[str, Any]) -> None:
     audit = parse_results(base_results)
     res = compare_audits(audit, audit)
-    assert res["verdict"] == "pass" and res["reasons"] == []
-    assert res["lost"] == [] and res["gained"] == []
-    assert res["grid"] and all(r["delta"] == 0 and r["p_value"] == 1.0 for r in res["grid"])
-    assert len(res["deltas"]) == len(res["grid"])  # default gate: the whole grid
-    assert res["grid"][0]["before"] == len(certified_ids(base_results, 0, 0.0)) / 40
+    assert res.verdict == "pass" and res.reasons == ()
+    assert res.lost == () and res.gained == ()
+    assert res.grid and all(r.delta == 0 and r.p_value == 1.0 for r in res.grid)
+    assert len(res.deltas) == len(res.grid)  # default gate: the whole grid
+    assert res.grid[0].before == len(certified_ids(base_results, 0, 0.0)) / 40
 
 
 def test_weaker_candidate_fails_with_the_weakened_inputs_listed(
     base_results: dict[str, Any], weak_results: dict[str, Any]
 ) -> None:
     res = compare_audits(parse_results(base_results), parse_results(weak_results), Gate(max_drop=Fraction(1, 20)))
-    assert res["verdict"] == "fail"
-    assert {e["id"] for e in res["lost"]} == WEAKENED
-    assert res["gained"] == []
-    for row in res["grid"]:
-        d, eps = row["budget"], row["radius"]
+    assert res.verdict == "fail"
+    assert {e.id for e in res.lost} == WEAKENED
+    assert res.gained == ()
+    for row in res.grid:
+        d, eps = row.budget, row.radius
         before_ids = certified_ids(base_results, d, eps)
         lost = before_ids & WEAKENED
-        assert row["before_certified"] == len(before_ids)
-        assert row["after_certified"] == len(certified_ids(weak_results, d, eps)) == len(before_ids) - len(lost)
-        assert (row["lost"], row["gained"]) == (len(lost), 0)
-        assert row["delta"] == pytest.approx(-len(lost) / 40)
-        assert row["p_value"] == pytest.approx(2 * 0.5 ** len(lost) if lost else 1.0)
-        assert row["failed"] == (Fraction(len(lost), 40) > Fraction(1, 20))
+        assert row.before_certified == len(before_ids)
+        assert row.after_certified == len(certified_ids(weak_results, d, eps)) == len(before_ids) - len(lost)
+        assert (row.lost, row.gained) == (len(lost), 0)
+        assert row.delta == pytest.approx(-len(lost) / 40)
+        assert row.p_value == pytest.approx(2 * 0.5 ** len(lost) if lost else 1.0)
+        assert row.failed == (Fraction(len(lost), 40) > Fraction(1, 20))
     # at (0, 0) all four were certified: drop 4/40 = 0.1 > 0.05, exact McNemar p = 2 / 2^4 = 0.125
-    first = res["grid"][0]
-    assert (first["budget"], first["radius"], first["lost"], first["p_value"]) == (0, 0.0, 4, 0.125)
-    assert any(r.startswith("d=0, eps=0:") for r in res["reasons"])
+    first = res.grid[0]
+    assert (first.budget, first.radius, first.lost, first.p_value) == (0, 0.0, 4, 0.125)
+    assert any(r.startswith("d=0, eps=0:") for r in res.reasons)
     # the listed radii are the frontier radii before, and nothing after (they abstain)
     by_id = {i["id"]: i for i in base_results["inputs"]}
-    for entry in res["lost"]:
-        frontier = {e["budget"]: e["radius"] for e in by_id[entry["id"]]["frontier"]}
-        for before, after in zip(entry["radii_before"], entry["radii_after"], strict=True):
+    for entry in res.lost:
+        frontier = {e["budget"]: e["radius"] for e in by_id[entry.id]["frontier"]}
+        for before, after in zip(entry.radii_before, entry.radii_after, strict=True):
             assert before["radius"] == frontier.get(before["budget"])
-            assert after["radius"] is None and entry["decision_after"] == "abstain"
+            assert after["radius"] is None and entry.decision_after == "abstain"
 
 
 def test_significance_gate_passes_a_drop_that_mcnemar_cannot_tell_from_noise(
@@ -141,10 +141,10 @@ def test_significance_gate_passes_a_drop_that_mcnemar_cannot_tell_from_noise(
 ) -> None:
     base, weak = parse_results(base_results), parse_results(weak_results)
     # four lost, none gained: p = 0.125 at best, so alpha = 0.05 does not fail it ...
-    assert compare_audits(base, weak, Gate(alpha=0.05))["verdict"] == "pass"
+    assert compare_audits(base, weak, Gate(alpha=0.05)).verdict == "pass"
     # ... but alpha = 0.2 does, and so does a max drop below 4/40
-    assert compare_audits(base, weak, Gate(alpha=0.2))["verdict"] == "fail"
-    assert compare_audits(base, weak, Gate(max_drop=Fraction(1, 10), alpha=0.2))["verdict"] == "pass"
+    assert compare_audits(base, weak, Gate(alpha=0.2)).verdict == "fail"
+    assert compare_audits(base, weak, Gate(max_drop=Fraction(1, 10), alpha=0.2)).verdict == "pass"
 
 
 def test_many_lost_inputs_are_significant() -> None:
@@ -155,10 +155,10 @@ def test_many_lost_inputs_are_significant() -> None:
         parse_results(build_results(specs)), parse_results(build_results(weaken(specs, victims))),
         Gate(max_drop=Fraction(1, 10), alpha=0.01, points=(Point(0, 0.0),)),
     )
-    (row,) = res["deltas"]
-    assert (row["lost"], row["gained"]) == (12, 0)
-    assert row["p_value"] == pytest.approx(2 * 0.5**12) and row["failed"]
-    assert res["verdict"] == "fail" and {e["id"] for e in res["lost"]} == victims
+    (row,) = res.deltas
+    assert (row.lost, row.gained) == (12, 0)
+    assert row.p_value == pytest.approx(2 * 0.5**12) and row.failed
+    assert res.verdict == "fail" and {e.id for e in res.lost} == victims
 
 
 def test_gate_points_restrict_what_fails(base_results: dict[str, Any], weak_results: dict[str, Any]) -> None:
@@ -170,28 +170,28 @@ def test_gate_points_restrict_what_fails(base_results: dict[str, Any], weak_resu
     ]
     assert quiet
     res = compare_audits(base, weak, Gate(points=tuple(quiet)))
-    assert res["verdict"] == "pass" and res["lost"] == []
-    assert [(p["budget"], p["radius"]) for p in res["deltas"]] == sorted((p.budget, p.radius) for p in quiet)
+    assert res.verdict == "pass" and res.lost == ()
+    assert [(p.budget, p.radius) for p in res.deltas] == sorted((p.budget, p.radius) for p in quiet)
     # a repeated gate point counts once
     res = compare_audits(base, weak, Gate(points=(Point(0, 0.0), Point(0, 0.0))))
-    assert len(res["deltas"]) == 1 and len(res["gate"]["points"]) == 1 and len(res["reasons"]) == 1
+    assert len(res.deltas) == 1 and len(res.gate_points) == 1 and len(res.reasons) == 1
     # a gate point off the default grid is added to the table
     res = compare_audits(base, weak, Gate(points=(Point(0, 0.123),)))
-    assert (0, 0.123) in {(r["budget"], r["radius"]) for r in res["grid"]}
-    assert res["verdict"] == "fail"
+    assert (0, 0.123) in {(r.budget, r.radius) for r in res.grid}
+    assert res.verdict == "fail"
 
 
 def test_max_drop_boundary_is_exact(base_results: dict[str, Any], weak_results: dict[str, Any]) -> None:
     base, weak = parse_results(base_results), parse_results(weak_results)
     point = (Point(0, 0.0),)
-    assert compare_audits(base, weak, Gate(max_drop=0.1, points=point))["verdict"] == "pass"  # type: ignore[arg-type]
-    assert compare_audits(base, weak, Gate(max_drop="0.0999", points=point))["verdict"] == "fail"  # type: ignore[arg-type]
+    assert compare_audits(base, weak, Gate(max_drop=0.1, points=point)).verdict == "pass"  # type: ignore[arg-type]
+    assert compare_audits(base, weak, Gate(max_drop="0.0999", points=point)).verdict == "fail"  # type: ignore[arg-type]
 
 
 def test_gained_inputs_are_listed_and_pass(base_results: dict[str, Any], weak_results: dict[str, Any]) -> None:
     res = compare_audits(parse_results(weak_results), parse_results(base_results))
-    assert res["verdict"] == "pass"
-    assert {e["id"] for e in res["gained"]} == WEAKENED and res["lost"] == []
+    assert res.verdict == "pass"
+    assert {e.id for e in res.gained} == WEAKENED and res.lost == ()
 
 
 def test_inputs_present_in_one_audit_only(base_results: dict[str, Any]) -> None:
@@ -199,8 +199,8 @@ def test_inputs_present_in_one_audit_only(base_results: dict[str, Any]) -> None:
     dropped = cand["inputs"].pop(0)["id"]
     cand["inputs"].append({**copy.deepcopy(cand["inputs"][0]), "id": "extra"})
     res = compare_audits(parse_results(base_results), parse_results(cand))
-    assert res["only_in_baseline"] == [dropped] and res["only_in_candidate"] == ["extra"]
-    assert all(r["n_paired"] == 39 for r in res["grid"])
+    assert res.only_in_baseline == (dropped,) and res.only_in_candidate == ("extra",)
+    assert all(r.n_paired == 39 for r in res.grid)
 
 
 def test_different_configurations_are_refused_with_the_fields_named(base_results: dict[str, Any]) -> None:
@@ -216,7 +216,7 @@ def test_different_configurations_are_refused_with_the_fields_named(base_results
         assert name in str(info.value)
     assert "--allow-config-change" in str(info.value) and "\n" not in str(info.value)
     res = compare_audits(parse_results(base_results), parse_results(other), allow_config_change=True)
-    assert {c["field"] for c in res["config_changes"]} == fields
+    assert {c["field"] for c in res.config_changes} == fields
 
 
 @pytest.mark.parametrize(
@@ -254,7 +254,7 @@ def test_other_config_changes_do_not_block(base_results: dict[str, Any]) -> None
     other["config"]["chunk_size"] = 4096
     other["config"]["seed"] = "1"
     other["model"]["sha256"] = "00" * 32
-    assert compare_audits(parse_results(base_results), parse_results(other))["config_changes"] == []
+    assert compare_audits(parse_results(base_results), parse_results(other)).config_changes == []
 
 
 def test_budgets_beyond_the_audits_are_refused(base_results: dict[str, Any]) -> None:
@@ -343,8 +343,8 @@ def test_folders_and_files_give_the_same_comparison(tmp_path: Path, base_results
     b = write_audit(tmp_path / "b", weak_results)
     by_folder = compare_paths(a, b)
     by_file = compare_paths(a / "results.json", b / "results.json")
-    assert by_folder["grid"] == by_file["grid"] and by_folder["lost"] == by_file["lost"]
-    assert by_folder["baseline"]["results_sha256"] == load_audit(a).sha256
+    assert by_folder.grid == by_file.grid and by_folder.lost == by_file.lost
+    assert by_folder.baseline["results_sha256"] == load_audit(a).sha256
     with pytest.raises(FileNotFoundError, match="no such file"):
         load_audit(tmp_path / "missing")
 
@@ -354,7 +354,7 @@ def test_signed_inputs_are_checked_and_tampering_refused(tmp_path: Path, base_re
     sign_audit(a)
     audit = load_audit(a)
     assert audit.signature == "digest-checked"
-    assert compare_paths(a, a)["verdict"] == "pass"
+    assert compare_paths(a, a).verdict == "pass"
     # change one radius after signing: the digest no longer matches the attestation
     tampered = copy.deepcopy(base_results)
     entry = _first_with_frontier(tampered, 1)["frontier"][0]
@@ -415,7 +415,7 @@ def test_signature_verified_through_reports(tmp_path: Path, base_results: dict[s
     assert load_audit(a, trust=anchor).signature == "verified"
     unsigned = write_audit(tmp_path / "c", base_results)
     res = compare_paths(a, unsigned, trust=anchor)  # a fresh, unsigned candidate against a signed baseline
-    assert (res["baseline"]["signature"], res["candidate"]["signature"]) == ("verified", "unsigned")
+    assert (res.baseline["signature"], res.candidate["signature"]) == ("verified", "unsigned")
     with pytest.raises(TamperedInput, match="signature verification failed"):
         load_audit(a, trust=other.dsse_cert.parent / ANCHOR)  # signed, but not by whom we trust
     # a re-signed folder whose results.json was swapped: the digest check passes, the signature does not
@@ -431,7 +431,7 @@ def test_report_id_is_the_reports_id(tmp_path: Path, base_results: dict[str, Any
     audit = load_audit(folder)
     digest = hashlib.sha256(rfc8785.dumps(base_results)).hexdigest()
     assert audit.audit_id == "HCR-" + digest[:16].upper()
-    assert compare_paths(folder, folder)["previous_report_id"] == audit.audit_id
+    assert compare_paths(folder, folder).previous_report_id == audit.audit_id
 
 
 @pytest.mark.skipif(importlib.util.find_spec("hybridcert.reports.bundle") is None, reason="needs hybridcert.reports")
