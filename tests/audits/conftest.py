@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -26,21 +23,6 @@ def demo_base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     data["certify"]["n0"] = 32
     data["run"]["wave"] = 4
     return root, data
-
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    """The README's demo command (``hybridcert demo``: 100 inputs, n = 1000, signed report), run once per session
-    in a subprocess (about 10 s of CPU); returns its --out folder and the finished process. Tests assert on the
-    process themselves and work on a copy of the folder when they write to it."""
-    out = tmp_path_factory.mktemp("demo-run") / "demo-out"
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-m", "hybridcert", "demo", "--out", str(out)], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=900)
-    return out, proc
 
 
 def _merge(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
