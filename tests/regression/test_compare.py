@@ -6,6 +6,7 @@ Expected values come from the counts the tests chose and from a direct reading o
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import importlib.util
@@ -420,7 +421,9 @@ def test_signature_verified_through_reports(tmp_path: Path, base_results: dict[s
         load_audit(a, trust=other.dsse_cert.parent / ANCHOR)  # signed, but not by whom we trust
     # a re-signed folder whose results.json was swapped: the digest check passes, the signature does not
     envelope = json.loads((a / "attestation.dsse.json").read_text())
-    envelope["signatures"][0]["sig"] = envelope["signatures"][0]["sig"][::-1]
+    sig = bytearray(base64.b64decode(envelope["signatures"][0]["sig"]))
+    sig[0] ^= 1  # well-formed base64, wrong signature (a reversed string is rejected earlier, as not base64)
+    envelope["signatures"][0]["sig"] = base64.b64encode(bytes(sig)).decode()
     (a / "attestation.dsse.json").write_text(json.dumps(envelope))
     with pytest.raises(TamperedInput, match="signature verification failed"):
         load_audit(a, trust=anchor)
