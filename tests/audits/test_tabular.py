@@ -214,6 +214,7 @@ def test_tabular_demo_cli_signs_verifies_and_its_certificates_are_proven(tmp_pat
     assert ver.returncode == 0 and "0 not proved" in ver.stdout + ver.stderr, ver.stdout + ver.stderr
 
 
+@pytest.mark.slow
 def test_cli_untrusted_skops_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
     import skops.io as sio
     from sklearn.preprocessing import FunctionTransformer

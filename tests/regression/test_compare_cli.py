@@ -122,6 +122,7 @@ def test_trust_anchor_that_is_not_a_certificate_is_a_clear_error(audits: dict[st
     assert res.stderr.count("\n") == 1 and "Traceback" not in res.output
 
 
+@pytest.mark.slow
 def test_console_script_exit_codes(audits: dict[str, Path]) -> None:
     cmd = [sys.executable, "-m", "hybridcert", "compare"]
     ok = subprocess.run([*cmd, str(audits["base"]), str(audits["base"])], capture_output=True, text=True, cwd=REPO)
