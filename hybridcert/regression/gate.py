@@ -42,7 +42,7 @@ from scipy.stats import binom
 from hybridcert.reports import dsse
 from hybridcert.reports.publish import verify_report
 from hybridcert.results import reader, stats
-from hybridcert.results.canonical import canonical_bytes, loads_strict
+from hybridcert.results.canonical import canonical_bytes, loads_strict, read_bounded
 from hybridcert.results.reader import ResultsDocument
 
 RESULTS_SCHEMA = "hybridcert/results/v1"
@@ -152,7 +152,7 @@ def load_audit(path: str | Path, trust: str | Path | None = None, require_signed
     """
     rpath = results_path(path)
     try:
-        raw = rpath.read_bytes()
+        raw = read_bounded(rpath)
     except OSError as exc:
         raise ValueError(f"{rpath}: cannot read ({exc.strerror})") from None
     signed = (rpath.parent / ATTESTATION_NAME).exists()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from hybridcert.results.canonical import canonical_bytes, loads_strict
+from hybridcert.results.canonical import canonical_bytes, loads_strict, read_bounded
 from hybridcert.results.reader import ResultsDocument, ResultsError, read_results
 from hybridcert.results.reader import parse_results as _parse_results
 from hybridcert.results.schema import SCHEMA, AuditResults, ChangeHistory, Criterion, Delta, parse_utc
@@ -49,7 +49,7 @@ def load_criteria(path: Path) -> list[Criterion]:
     """Read acceptance criteria from a JSON file: a list of criteria, or {"acceptance": [...]} (strict types)."""
     path = Path(path)
     try:
-        raw = loads_strict(path.read_bytes(), str(path))
+        raw = loads_strict(read_bounded(path, 16 * 2**20), str(path))
     except OSError as exc:
         raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
     if isinstance(raw, dict):

@@ -41,6 +41,7 @@ from hybridcert.reports import dsse
 from hybridcert.reports.bundle import load_results, parse_results
 from hybridcert.reports.keys import describe_name, fingerprint, load_certificates
 from hybridcert.reports.pdf import embedded_file, validate_pdf
+from hybridcert.results.canonical import MAX_FILE_BYTES, read_bounded
 
 RESULTS, HTML, PDF = "results.json", "report.html", "report.pdf"
 ENVELOPE, SIGNER_CERTS = "attestation.dsse.json", "signer-certs.pem"
@@ -156,12 +157,12 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _read_bounded(path: Path, limit: int) -> bytes:
-    with path.open("rb") as fh:
-        data = fh.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError(f"{path.name} is larger than {limit} bytes")
-    return data
+def _read_bounded(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """At most ``limit`` bytes of a regular file; a FIFO, a device or a larger file is refused unread."""
+    try:
+        return read_bounded(path, limit)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace(f"{path}: ", f"{path.name}: ", 1)) from None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -334,7 +335,11 @@ def check_pades(folder: Path, pdf_name: str, trusted: list[Any], statement: Stat
     path = folder / pdf_name
     if not path.is_file():
         return _fail(name, f"{pdf_name} is missing")
-    status = validate_pdf(path.read_bytes(), trusted)
+    try:
+        data = _read_bounded(path)
+    except (OSError, ValueError) as exc:
+        return _fail(name, _why(exc))
+    status = validate_pdf(data, trusted)
     if not status.ok:
         return _fail(name, status.detail)
     if statement is None:
@@ -348,8 +353,8 @@ def check_pades(folder: Path, pdf_name: str, trusted: list[Any], statement: Stat
 def check_embedded(folder: Path, pdf_name: str, file_name: str) -> ReportCheck:
     name = "embedded results" if file_name == RESULTS else f"embedded {file_name}"
     try:
-        inner = embedded_file((folder / pdf_name).read_bytes(), file_name)
-        outer = (folder / file_name).read_bytes()
+        inner = embedded_file(_read_bounded(folder / pdf_name), file_name)
+        outer = _read_bounded(folder / file_name)
     except Exception as exc:  # noqa: BLE001 - a hostile PDF may break the parser in any way: a failed check
         return _fail(name, f"cannot read {pdf_name} or {file_name} ({_why(exc)})")
     if inner is None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from hybridcert.results.atomic import write_bytes_atomic
 
 __all__ = [
     "MAX_DEPTH", "MAX_FILE_BYTES", "MAX_SAFE_INT", "canonical_bytes", "canonical_dumps", "loads_strict",
-    "write_json_atomic",
+    "read_bounded", "write_json_atomic",
 ]
 
 #: Largest integer magnitude allowed anywhere (RFC 8785 / I-JSON: exact in a float64).
@@ -81,6 +83,28 @@ def _path_of(root: Any, target: Any) -> str:
         elif isinstance(node, list):
             stack.extend((v, f"{where}[{i}]") for i, v in enumerate(node))
     return "(top level)"
+
+
+def read_bounded(path: Path | str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of the regular file ``path`` (a link to one is followed), at most ``limit`` of them.
+
+    Refused before anything is read (OSError or ValueError naming the file): something that is not a regular
+    file (a FIFO would block the reader forever, /dev/zero would fill the memory) and a file whose size is above
+    ``limit``; a file that grows past ``limit`` while it is read is refused too."""
+    path = Path(path)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO opens without waiting for a writer
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(21, "Is a directory", str(path))
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{path}: not a regular file")
+        if st.st_size > limit:
+            raise ValueError(f"{path}: {st.st_size} bytes is above the limit of {limit}")
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path}: more than {limit} bytes (it grew while read)")
+    return data
 
 
 def loads_strict(data: bytes, source: str) -> Any:

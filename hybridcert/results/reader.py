@@ -38,7 +38,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import ValidationError
 
-from hybridcert.results.canonical import canonical_bytes, loads_strict
+from hybridcert.results.canonical import canonical_bytes, loads_strict, read_bounded
 from hybridcert.results.schema import SCHEMA, AuditResults, BaselineRecord, InputResult
 from hybridcert.theory import HybridNoise, KernelName, clopper_pearson_lower, cohen_radius
 from hybridcert.theory.sequential import DEFAULT_PRIOR, cs_lower
@@ -110,7 +110,9 @@ def read_results(path: Path | str, *, check_frontiers: bool = True) -> ResultsDo
     """Read and check a results file (or the results.json of a folder); :class:`ResultsError` on any problem."""
     p = results_file(path)
     try:
-        data = p.read_bytes()
+        data = read_bounded(p)
+    except ValueError as exc:
+        raise ResultsError(str(exc)) from None
     except FileNotFoundError:
         raise ResultsError(f"{p}: no such file (no results file at {p})") from None
     except IsADirectoryError:

@@ -236,6 +236,24 @@ def test_link_at_a_later_target_refused_before_anything_is_written(
     assert not (folder / "v.pdf").exists() and victim.read_bytes() == b"SECRET"
 
 
+def test_fifo_in_place_of_a_signed_file_fails_without_blocking(signed_copy: Path, identity: Identity) -> None:
+    """QA of issue 10: a FIFO at results.json blocked verify-report forever (the content and embedded checks
+    opened it for reading); now those checks fail, naming it."""
+    import os
+    import threading
+
+    for name in ("results.json", "report.pdf"):
+        (signed_copy / name).unlink()
+        os.mkfifo(signed_copy / name)
+    unblock = threading.Timer(20, lambda: [open(signed_copy / n, "wb").close() for n in ("results.json", "report.pdf")])
+    unblock.start()
+    try:
+        names = failed(signed_copy, identity)
+    finally:
+        unblock.cancel()
+    assert {"sha256 results.json", "results.json content", "embedded results", "PAdES report.pdf"} <= names
+
+
 def test_identity_inside_the_audit_folder_is_refused(tmp_path: Path) -> None:
     write_results(tmp_path, make_results(n_inputs=4))
     ident = keys.init_identity(tmp_path / "identity", "Ada", "QA", "Org")

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from hybridcert.results.reader import ResultsError, expected_threshold, parse_results
+from hybridcert.results.canonical import MAX_FILE_BYTES
+from hybridcert.results.reader import ResultsError, expected_threshold, parse_results, read_results
 from hybridcert.theory import MAX_BUDGET, clopper_pearson_lower
 from tests.results.builders import make_results
 from tests.results.hostile import at_wrong_threshold
@@ -133,6 +137,32 @@ def test_unreadable_bytes(data: bytes, message: str) -> None:
     with pytest.raises(ResultsError, match=message) as info:
         parse_results(data, "r.json")
     assert str(info.value).startswith("r.json: ") and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "sparse"])
+def test_files_that_cannot_be_read_whole_are_refused_unread(tmp_path: Path, kind: str) -> None:
+    """QA of issue 10: a FIFO at results.json blocked verify --results, compare and verify-report forever; a link
+    to /dev/zero filled the memory (23 GB before the kernel killed it); a sparse 2 GB file was read whole before
+    its size was refused. Refused before any byte is read, one line, in well under a second."""
+    path = tmp_path / "results.json"
+    if kind == "fifo":
+        os.mkfifo(path)
+        watchdog = threading.Timer(10, lambda: open(path, "wb").close())  # unblocks a reader that waits
+        watchdog.start()
+    elif kind == "device":  # /dev/null stands in for /dev/zero: a regression must not fill the test machine
+        path.symlink_to("/dev/null")
+    else:
+        with path.open("wb") as fh:
+            fh.truncate(MAX_FILE_BYTES + 1)
+    try:
+        with pytest.raises(ResultsError) as info:
+            read_results(tmp_path)
+    finally:
+        if kind == "fifo":
+            watchdog.cancel()
+    message = str(info.value)
+    assert "\n" not in message
+    assert ("not a regular file" if kind != "sparse" else "above the limit") in message
 
 
 def test_sequential_bounds_use_the_confidence_sequence() -> None:
