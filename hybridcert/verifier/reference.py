@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -93,13 +93,19 @@ def raw_outcomes(kernel: str, vocab_size: int, beta: float, budget: int) -> Iter
     ((V+1)^d with the mask): only for small V and d.
     """
     alphabet = noisy_alphabet(kernel, vocab_size)
-    pc = {z: token_density(kernel, vocab_size, beta, CLEAN_TOKEN, z) for z in alphabet}
-    pa = {z: token_density(kernel, vocab_size, beta, ATTACKED_TOKEN, z) for z in alphabet}
-    for seq in itertools.product(alphabet, repeat=budget):
+    table = [(token_density(kernel, vocab_size, beta, CLEAN_TOKEN, z),
+              token_density(kernel, vocab_size, beta, ATTACKED_TOKEN, z)) for z in alphabet]
+    return _product_outcomes([table] * budget)
+
+
+def _product_outcomes(tables: Sequence[Sequence[tuple[Fraction, Fraction]]]) -> Iterator[tuple[Fraction, Fraction]]:
+    """(clean, attacked) probability of every choice of one row from each table, independent positions
+    multiplying; outcomes impossible under both inputs are left out."""
+    for combo in itertools.product(*tables):
         c, a = Fraction(1), Fraction(1)
-        for z in seq:
-            c *= pc[z]
-            a *= pa[z]
+        for cc, aa in combo:
+            c *= cc
+            a *= aa
         if c or a:
             yield c, a
 
@@ -284,17 +290,7 @@ def choice_atoms(kernel: str, beta: float, parts: tuple[tuple[int, int], ...]) -
                 mult = math.factorial(k) // (math.factorial(na) * math.factorial(nb) * math.factorial(nc))
                 rows.append((mult * pa_**na * pb_**nb * pc_**nc, mult * pb_**na * pa_**nb * pc_**nc))
         per_class.append(rows)
-
-    def outcomes() -> Iterator[tuple[Fraction, Fraction]]:
-        for combo in itertools.product(*per_class):
-            c, a = Fraction(1), Fraction(1)
-            for cc, aa in combo:
-                c *= cc
-                a *= aa
-            if c or a:
-                yield c, a
-
-    return group_atoms(outcomes(), sum(k for _, k in parts))
+    return group_atoms(_product_outcomes(per_class), sum(k for _, k in parts))
 
 
 def raw_field_outcomes(kernel: str, arities: tuple[int, ...], beta: float) -> Iterator[tuple[Fraction, Fraction]]:
@@ -305,10 +301,4 @@ def raw_field_outcomes(kernel: str, arities: tuple[int, ...], beta: float) -> It
         alphabet = noisy_alphabet(kernel, v)
         tables.append([(token_density(kernel, v, beta, CLEAN_TOKEN, z),
                         token_density(kernel, v, beta, ATTACKED_TOKEN, z)) for z in alphabet])
-    for combo in itertools.product(*tables):
-        c, a = Fraction(1), Fraction(1)
-        for cc, aa in combo:
-            c *= cc
-            a *= aa
-        if c or a:
-            yield c, a
+    return _product_outcomes(tables)
