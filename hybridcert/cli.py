@@ -493,25 +493,14 @@ def demo(
         with bar:
             results = audit_from_file(config, out_dir, resume=continuing, overwrite=not continuing,
                                       progress=update)
-        checks: list[Any] = []
-        ident_dir = identity if identity is not None else out_dir.parent / f"{out_dir.name}-demo-identity"
-        if report:
-            from hybridcert.reports.publish import demo_report
-
-            with _step("rendering, signing and verifying the report"):
-                signed, checks = demo_report(out_dir, ident_dir)
+        ident_dir, signed, checks = _sign_demo(out_dir, identity, report)
     verified = all(c.ok for c in checks)
     if as_json:
-        print_json({**results.aggregates.model_dump(mode="json"),
-                    "report": {"signed": report, "verified": verified if report else None,
-                               "checks": [c.as_json() for c in checks]}})
+        print_json(_demo_json(results, report, verified, checks))
     else:
         _print_audit_summary(results, time.perf_counter() - start, out_dir)
         if report:
-            out.print(f"signed report {signed.report_id} with the DEMO identity in {ident_dir} "
-                      "(not for compliance use); verification:", markup=False)
-            for c in checks:
-                out.print("  " + c.line(), markup=False)
+            _print_demo_report(signed, ident_dir, checks)
         _print_demo_next_steps(out_dir, ident_dir, report)
     if report and not verified:
         raise typer.Exit(EXIT_FAILED)
@@ -572,31 +561,46 @@ def _tabular_demo(out_dir: Path, force: bool, resume: bool, inputs: int, n: int,
         bar, update = _progress_callback()
         with bar:
             results = run_tabular_audit(audit, out_dir, progress=update)
-        checks: list[Any] = []
-        ident_dir = identity if identity is not None else out_dir.parent / f"{out_dir.name}-demo-identity"
-        if report:
-            from hybridcert.reports.publish import demo_report
-
-            with _step("rendering, signing and verifying the report"):
-                signed, checks = demo_report(out_dir, ident_dir)
+        ident_dir, signed, checks = _sign_demo(out_dir, identity, report)
     verified = all(c.ok for c in checks)
     if as_json:
-        print_json({**results.aggregates.model_dump(mode="json"),
-                    "report": {"signed": report, "verified": verified if report else None,
-                               "checks": [c.as_json() for c in checks]}})
+        print_json(_demo_json(results, report, verified, checks))
     else:
         _print_audit_summary(results, time.perf_counter() - start, out_dir)
         out.print("budgets d count categorical fields changed; radii eps are l2 in standardised units",
                   markup=False)
         if report:
-            out.print(f"signed report {signed.report_id} with the DEMO identity in {ident_dir} "
-                      "(not for compliance use); verification:", markup=False)
-            for c in checks:
-                out.print("  " + c.line(), markup=False)
+            _print_demo_report(signed, ident_dir, checks)
         q = __import__("shlex").quote
         out.print(f"next:\n  prove its radii:    hybridcert verify --results {q(str(out_dir))}", markup=False)
     if report and not verified:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _sign_demo(out_dir: Path, identity: Path | None, report: bool) -> tuple[Path, Any, list[Any]]:
+    """The demo identity's folder and, with --report, the demo's signed report and its verification checks
+    (none without)."""
+    ident_dir = identity if identity is not None else out_dir.parent / f"{out_dir.name}-demo-identity"
+    if not report:
+        return ident_dir, None, []
+    from hybridcert.reports.publish import demo_report
+
+    with _step("rendering, signing and verifying the report"):
+        signed, checks = demo_report(out_dir, ident_dir)
+    return ident_dir, signed, checks
+
+
+def _demo_json(results: Any, report: bool, verified: bool, checks: list[Any]) -> dict[str, Any]:
+    return {**results.aggregates.model_dump(mode="json"),
+            "report": {"signed": report, "verified": verified if report else None,
+                       "checks": [c.as_json() for c in checks]}}
+
+
+def _print_demo_report(signed: Any, ident_dir: Path, checks: list[Any]) -> None:
+    out.print(f"signed report {signed.report_id} with the DEMO identity in {ident_dir} "
+              "(not for compliance use); verification:", markup=False)
+    for c in checks:
+        out.print("  " + c.line(), markup=False)
 
 
 def _print_demo_next_steps(out_dir: Path, ident_dir: Path, report: bool) -> None:
