@@ -25,7 +25,7 @@ import json
 import os
 import socket
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -193,6 +193,19 @@ class LogWriter:
 
 MAX_LOG_LINE = 1 << 20
 """Bytes a log line may take (a result with its frontier and baselines takes a few kilobytes)."""
+
+
+def start_locked(out_dir: Path, resume: bool, overwrite: bool, config_hash: str,
+                 ids: Sequence[str]) -> dict[str, InputResult]:
+    """Under the folder's :class:`OutputLock`: check the folder again (:func:`check_out_dir`), then return the
+    records a resumed audit has logged already (:func:`read_log`), or, starting again, remove the earlier
+    results and log and return none."""
+    check_out_dir(out_dir, resume, overwrite)
+    if resume:
+        return read_log(out_dir / LOG_NAME, config_hash, set(ids))
+    (out_dir / RESULTS_NAME).unlink(missing_ok=True)
+    (out_dir / LOG_NAME).unlink(missing_ok=True)
+    return {}
 
 
 def read_log(path: Path, config_hash: str, known_ids: set[str]) -> dict[str, InputResult]:

@@ -31,7 +31,7 @@ import torch
 from hybridcert import __version__
 from hybridcert.audits.baselines import with_baselines
 from hybridcert.audits.certification import Certifier, budget_warnings
-from hybridcert.audits.checkpoint import LOG_NAME, RESULTS_NAME, LogWriter, OutputLock, check_out_dir, read_log
+from hybridcert.audits.checkpoint import LOG_NAME, RESULTS_NAME, LogWriter, OutputLock, check_out_dir, start_locked
 from hybridcert.audits.counting import Executor, count_wave
 from hybridcert.audits.executors import make_executor
 from hybridcert.audits.preparation import Audit, prepare
@@ -170,14 +170,8 @@ def _run_locked(
     executor: Executor, certifier: Certifier, config_hash: str,
 ) -> AuditResults:
     log_path, results_path = out_dir / LOG_NAME, out_dir / RESULTS_NAME
-    check_out_dir(out_dir, resume, overwrite)  # again, under the lock
     ids = [item.id for item in audit.dataset.inputs]
-    done: dict[str, InputResult] = {}
-    if resume:
-        done = read_log(log_path, config_hash, set(ids))
-    else:
-        results_path.unlink(missing_ok=True)
-        log_path.unlink(missing_ok=True)
+    done = start_locked(out_dir, resume, overwrite, config_hash, ids)
     todo = [item for item in audit.dataset.inputs if item.id not in done]
     index_of = {item.id: i for i, item in enumerate(audit.dataset.inputs)}
     total = len(ids)

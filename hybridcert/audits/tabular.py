@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 
 from hybridcert import __version__
 from hybridcert.audits.certification import Certifier, Counted
-from hybridcert.audits.checkpoint import LOG_NAME, RESULTS_NAME, LogWriter, OutputLock, check_out_dir, read_log
+from hybridcert.audits.checkpoint import LOG_NAME, RESULTS_NAME, LogWriter, OutputLock, check_out_dir, start_locked
 from hybridcert.audits.config import CertifySpec
 from hybridcert.audits.dataset import AuditInput
 from hybridcert.results.canonical import canonical_dumps, write_json_atomic
@@ -535,14 +535,8 @@ def run_tabular_audit(audit: TabularAudit, out_dir: Path, resume: bool = False, 
 def _run_locked(prep: PreparedTabular, out_dir: Path, resume: bool, overwrite: bool,
                 progress: Callable[[int, int], None] | None, config_hash: str) -> AuditResults:
     log_path, results_path = out_dir / LOG_NAME, out_dir / RESULTS_NAME
-    check_out_dir(out_dir, resume, overwrite)  # again, under the lock
     ids = prep.table.ids
-    done: dict[str, InputResult] = {}
-    if resume:
-        done = read_log(log_path, config_hash, set(ids))
-    else:
-        results_path.unlink(missing_ok=True)
-        log_path.unlink(missing_ok=True)
+    done = start_locked(out_dir, resume, overwrite, config_hash, ids)
     if progress:
         progress(len(done), len(ids))
     # the runner's certification step (docs/theory.md §4, §5): Clopper-Pearson at alpha, one pass for every
