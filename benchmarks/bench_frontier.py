@@ -1,7 +1,7 @@
 """Frontier throughput: the vectorised engine against a straightforward per-input nested bisection.
 
 The baseline is what the authors' release does: for each input and each budget, an outer bisection on the
-radius and, inside it, an inner bisection on the worst-case threshold (THEORY 4), one input at a time (numpy
+radius and, inside it, an inner bisection on the worst-case threshold (docs/theory.md §4), one input at a time (numpy
 over atoms only). It is run on a random subsample of the inputs and its time scaled to all of them (say
 --baseline-all to run it on every input). Prints both times, the ratio and the largest difference.
 

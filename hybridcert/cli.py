@@ -144,7 +144,7 @@ def certify(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Compute the joint certificate (THEORY 4) for one configuration from flags, or many from a JSONL file."""
+    """Compute the joint certificate (docs/theory.md §4) for one configuration from flags, or many from a JSONL file."""
     from hybridcert.theory.batch import certify_config
 
     with user_errors():
@@ -375,7 +375,7 @@ def audit(
         str | None, typer.Option(help="Override run.executor: in-process, or ray (needs hybridcert\\[ray]).")
     ] = None,
 ) -> None:
-    """Certify a filter on a dataset (THEORY 4, 5): results.json plus a resumable log in --out. A .json config
+    """Certify a filter on a dataset (docs/theory.md §4, §5): results.json plus a resumable log in --out. A .json config
     is a tabular audit (docs/tabular.md), as with tabular-audit."""
     import time
 

@@ -8,7 +8,7 @@ Example (the demo writes a complete one next to its results)::
     [noise]
     kernel = "uniform-other"      # uniform-other | uniform-all | absorb
     beta = 0.75
-    sigma = 0.5                   # in [0, 1] pixel space (THEORY 1, 7)
+    sigma = 0.5                   # in [0, 1] pixel space (docs/theory.md §1, §7)
 
     [threat_model]
     kind = "l0"                   # l0 | suffix-append | suffix-inplace (then: span = m)

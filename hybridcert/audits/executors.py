@@ -5,7 +5,7 @@ count does not depend on which process, machine or batch computes it, and the co
 (input, stream) add up to the count of the whole range. The runner therefore only asks an executor for counts
 and merges them; ``InProcessExecutor`` (the default) computes them here, ``RayExecutor`` (optional extra
 ``hybridcert[ray]``) on Ray actors that each load the filter once, on a laptop (``ray.init(num_cpus=...)``) or on
-a cluster (``[run] ray_address``) without code changes. The certificates downstream (THEORY 4, 5) see the same
+a cluster (``[run] ray_address``) without code changes. The certificates downstream (docs/theory.md §4, §5) see the same
 counts either way, so ``results.json`` is the same apart from timing fields.
 """
 

@@ -1,6 +1,6 @@
 """Filters: what the audit runner certifies (a batch of token ids and images in, one decision per sample out).
 
-The runner gives the filter the sampled token ids directly (no decode and re-tokenise, THEORY 7).
+The runner gives the filter the sampled token ids directly (no decode and re-tokenise, docs/theory.md §7).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ handle them or the runner must not send them.
 
 @runtime_checkable
 class Filter(Protocol):
-    """A base filter f(z1, z2) in {0, 1} (THEORY 1): 1 is the target class (e.g. "unsafe").
+    """A base filter f(z1, z2) in {0, 1} (docs/theory.md §1): 1 is the target class (e.g. "unsafe").
 
     ``tokens``: LongTensor [B, L] of token ids; ``images``: FloatTensor [B, C, H, W] in the declared pixel
     space; returns a BoolTensor [B] (True = class 1). Adapters move inputs to ``self.device`` themselves.

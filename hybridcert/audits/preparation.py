@@ -60,7 +60,7 @@ def build_filter(spec: FilterSpec, base: AuditSpec, device: torch.device, amp: b
     extra: dict[str, Any] = {"code_sha256": str(code)} if code else {}
     info = ModelInfo(name=str(name), version=spec.version, sha256=str(sha), type=spec.type,
                      class_path=spec.class_path, **extra)
-    if base.denoiser is not None:  # issue 12: denoised smoothing, part of the base filter (THEORY 10)
+    if base.denoiser is not None:  # issue 12: denoised smoothing, part of the base filter (docs/theory.md §10)
         from hybridcert.audits.adapters.denoiser import DenoisedFilter, Denoiser
 
         den = Denoiser.load(base.path(base.denoiser.path), base.noise.sigma, base.denoiser.pixel_space,

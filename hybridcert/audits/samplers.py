@@ -1,11 +1,11 @@
-"""Seeded torch samplers for the hybrid smoothing noise (THEORY 1 and 2).
+"""Seeded torch samplers for the hybrid smoothing noise (docs/theory.md §1 and §2).
 
 Token noise acts on the positions the threat model noises, independently per position, with the alphabet
 given as a set of token ids (not necessarily the whole vocabulary). Image noise is N(0, sigma^2 I) added in
-the certificate's [0, 1] pixel space, then optionally clamped and mapped to the filter's pixel space (THEORY 1:
-post-processing does not change the certificate; THEORY 7: the factor 2 of a [-1, 1] model is applied to the
+the certificate's [0, 1] pixel space, then optionally clamped and mapped to the filter's pixel space (docs/theory.md §1:
+post-processing does not change the certificate; docs/theory.md §7: the factor 2 of a [-1, 1] model is applied to the
 image, never to sigma). The filter receives the sampled token ids as they are: nothing is decoded and
-re-tokenised (THEORY 7).
+re-tokenised (docs/theory.md §7).
 
 Randomness is one ``torch.Generator`` per (audit seed, input id, stream, chunk), derived with
 ``numpy.random.SeedSequence``; a chunk is a fixed-size block of samples, so the samples of an input do not
@@ -58,7 +58,7 @@ def chunks(count: int, chunk_size: int) -> Iterator[tuple[int, int]]:
 
 @dataclass(frozen=True)
 class TokenNoise:
-    """A token kernel (THEORY 1) over an alphabet of allowed token ids.
+    """A token kernel (docs/theory.md §1) over an alphabet of allowed token ids.
 
     ``uniform-other``: keep w.p. 1 - beta, else one of the V - 1 other alphabet tokens uniformly.
     ``uniform-all``: keep w.p. 1 - beta, else one of all V alphabet tokens uniformly.
@@ -145,10 +145,10 @@ class TokenNoise:
 
 @dataclass(frozen=True)
 class ImageNoise:
-    """Gaussian image noise with standard deviation ``sigma`` in [0, 1] pixel space (THEORY 1).
+    """Gaussian image noise with standard deviation ``sigma`` in [0, 1] pixel space (docs/theory.md §1).
 
     ``clamp`` clips the noisy image to [0, 1]; ``pixel_space`` "[-1,1]" then maps x -> 2x - 1 for a filter
-    that reads that space (sigma stays the certificate's, THEORY 7).
+    that reads that space (sigma stays the certificate's, docs/theory.md §7).
     """
 
     sigma: float

@@ -9,14 +9,14 @@ A signed folder is checked first: the DSSE envelope is decoded by ``hybridcert.r
 anchor, verified by ``hybridcert.reports.publish.verify_report``. Dataset statistics (certified at (d, eps),
 rate intervals) come from ``hybridcert.results.stats``. For every
 (d, eps) point of a grid it reports the certified rate before and after with two-sided Clopper-Pearson
-intervals (THEORY 5), the difference, and an exact McNemar test on the inputs present in both audits; it lists
+intervals (docs/theory.md §5), the difference, and an exact McNemar test on the inputs present in both audits; it lists
 the inputs that lost (or gained) a certificate; and it applies a gate (:class:`Gate`).
 
-Certified at (d, eps) (THEORY 4): the decision is correct and not ``abstain``, budget d is in the input's
+Certified at (d, eps) (docs/theory.md §4): the decision is correct and not ``abstain``, budget d is in the input's
 frontier, and that entry's radius is >= eps. Frontier radii are already the minimum over d' <= d, so this
 is "certified for every d' <= d"; a frontier with a gap or an increasing radius is refused as malformed.
 
-Two audits are comparable only when their certificates mean the same thing (THEORY 6): same kernel, V, beta,
+Two audits are comparable only when their certificates mean the same thing (docs/theory.md §6): same kernel, V, beta,
 sigma, pixel space, tau, alpha, threat model and dataset hash (:data:`COMPARABLE_FIELDS`).
 
 The result is one JSON-serialisable dict, the "change history" section of a report (REPORT.md item 12),
@@ -50,7 +50,7 @@ CHANGE_HISTORY_SCHEMA = "hybridcert/change-history/v1"
 RESULTS_NAME = "results.json"
 ATTESTATION_NAME = "attestation.dsse.json"
 
-#: Fields whose values must be equal for two certificates to mean the same thing (THEORY 6).
+#: Fields whose values must be equal for two certificates to mean the same thing (docs/theory.md §6).
 COMPARABLE_FIELDS: tuple[tuple[str, ...], ...] = (
     ("config", "noise", "kernel"),
     ("config", "noise", "vocab_size"),

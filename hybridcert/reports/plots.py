@@ -72,7 +72,7 @@ def certified_rate_plot(radii: NDArray[np.float64], budgets: list[int]) -> str:
 
 
 def frontier_heatmap(radii: NDArray[np.float64], budgets: list[int], columns: int = 60) -> str:
-    """Certified rate over the (d, eps) plane as a heat map (the dataset's frontier, THEORY 4)."""
+    """Certified rate over the (d, eps) plane as a heat map (the dataset's frontier, docs/theory.md §4)."""
     n = radii.shape[0]
     xmax = _x_max(radii)
     edges = np.linspace(0, xmax, columns + 1)
@@ -90,7 +90,7 @@ def frontier_heatmap(radii: NDArray[np.float64], budgets: list[int], columns: in
 
 
 def p_lower_histogram(p_lower: NDArray[np.float64], thresholds: NDArray[np.float64], bins: int = 20) -> str:
-    """Distribution of p_a_lower, with the certification threshold(s) marked (THEORY 5)."""
+    """Distribution of p_a_lower, with the certification threshold(s) marked (docs/theory.md §5)."""
     with plt.rc_context(_RC):
         fig, ax = plt.subplots(figsize=(6.4, 2.8))
         ax.hist(p_lower, bins=[float(x) for x in np.linspace(0, 1, bins + 1)], color="#3b6ea5", edgecolor="white")

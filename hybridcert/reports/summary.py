@@ -2,7 +2,7 @@
 
 Nothing here recomputes a certificate: an input is certified at (d, eps) when its decision is correct and not
 abstain and its frontier (from results.json) has budget d with radius >= eps (docs/results-format.md,
-THEORY 4). Rates get a two-sided Clopper-Pearson interval from ``hybridcert.theory`` (THEORY 5).
+docs/theory.md §4). Rates get a two-sided Clopper-Pearson interval from ``hybridcert.theory`` (docs/theory.md §5).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Pure mathematics of hybrid randomized smoothing (THEORY.md). numpy and scipy only.
+"""Pure mathematics of hybrid randomized smoothing (docs/theory.md). numpy and scipy only.
 
 Public API::
 

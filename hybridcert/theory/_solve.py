@@ -1,6 +1,6 @@
-"""Vectorised, conservative solvers for the joint Neyman-Pearson certificate (THEORY 4 and 6).
+"""Vectorised, conservative solvers for the joint Neyman-Pearson certificate (docs/theory.md §4 and §6).
 
-Notation (THEORY 4): atoms k with levels l_k = log gamma1_k, clean masses c_k, attacked masses a_k; C0 the
+Notation (docs/theory.md §4): atoms k with levels l_k = log gamma1_k, clean masses c_k, attacked masses a_k; C0 the
 clean mass with ratio 0, A_inf the attacked mass with ratio +infinity; e = eps / sigma. The worst-case set
 at level u is {U <= (u - l_k)/e + e/2} inside atom k. Each input carries an anchor atom j and the level is
 written t = (u - l_j)/e + e/2, so that atom k sits at s_k = t + (l_j - l_k)/e. Anchoring at the knapsack
@@ -9,7 +9,7 @@ boundary keeps s_k accurate when e is tiny and the (l_j - l_k)/e are huge.
   F(t) = C0 + sum_k c_k Phi(s_k)          clean mass of the set,    Q = 1 - F = sum_k c_k Phi(-s_k)
   G(t) = sum_k a_k Phi(s_k - e)           attacked mass of the set, 1 - G = A_inf + sum_k a_k Phi(e - s_k)
 
-Soundness (THEORY 6): every float evaluation carries a running bound on its rounding error (the atoms'
+Soundness (docs/theory.md §6): every float evaluation carries a running bound on its rounding error (the atoms'
 mass and level errors from ``Atoms``, the error of each argument s_k propagated through Phi with the
 inverse Mills ratio, ndtr's own ulps, the sums), and a side is decided only on the widened value. The solvers
 only ever return points that were *evaluated* on the safe side: the level t with F(t) <= p_A, the radius e
@@ -87,12 +87,12 @@ class Prepared:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# e = 0: the fractional knapsack (THEORY 4), a lower bound on the worst case
+# e = 0: the fractional knapsack (docs/theory.md §4), a lower bound on the worst case
 # ----------------------------------------------------------------------------------------------------------
 
 
 def knapsack_lower(prep: Prepared, p: FloatArray) -> FloatArray:
-    """Lower bound on the e = 0 worst case: fill clean mass p by ascending ratio (THEORY 4)."""
+    """Lower bound on the e = 0 worst case: fill clean mass p by ascending ratio (docs/theory.md §4)."""
     out = np.zeros(p.shape)
     high = p > 0.5
     lo_idx, hi_idx = np.flatnonzero(~high), np.flatnonzero(high)

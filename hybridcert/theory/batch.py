@@ -37,7 +37,7 @@ def _check_types(cfg: dict[str, Any]) -> None:
 
 
 def certify_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Evaluate THEORY 4 for one configuration. Bad values raise ValueError.
+    """Evaluate docs/theory.md §4 for one configuration. Bad values raise ValueError.
 
     The query point is (d, eps) = (``budget`` or 0, ``radius`` or 0). The result holds:
 

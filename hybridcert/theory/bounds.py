@@ -1,4 +1,4 @@
-"""Confidence bounds for the smoothed probability from Monte-Carlo counts (THEORY 5)."""
+"""Confidence bounds for the smoothed probability from Monte-Carlo counts (docs/theory.md §5)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ _SHAVE = 1e-12
 
 
 def clopper_pearson_lower(successes: ArrayLike, trials: ArrayLike, alpha: float) -> NDArray[np.float64]:
-    """One-sided Clopper-Pearson lower bound: P[p >= bound] >= 1 - alpha for every p (THEORY 5).
+    """One-sided Clopper-Pearson lower bound: P[p >= bound] >= 1 - alpha for every p (docs/theory.md §5).
 
     The Beta(alpha; k, n - k + 1) quantile, 0 when k = 0 and alpha^(1/n) when k = n, rounded down.
     Vectorised over ``successes`` and ``trials``; returns an array of their broadcast shape.

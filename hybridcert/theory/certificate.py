@@ -1,8 +1,8 @@
-"""The joint Neyman-Pearson certificate for hybrid randomized smoothing (THEORY 4).
+"""The joint Neyman-Pearson certificate for hybrid randomized smoothing (docs/theory.md §4).
 
 Every function here is vectorised over ``p_a`` (a float or an array; results take its shape) and sound:
 worst-case probabilities are lower bounds and radii and budgets are never above the exact value
-(THEORY 6); see ``hybridcert.theory._solve`` for how the float64 rounding is kept on the safe side.
+(docs/theory.md §6); see ``hybridcert.theory._solve`` for how the float64 rounding is kept on the safe side.
 
 "Not certified" is represented by absence from ``frontier``, by -1 from ``certified_budget``, and by 0.0 from
 ``certified_radius`` (which a radius-0 certificate shares: see its docstring before treating 0.0 as certified).
@@ -68,7 +68,7 @@ def _round_down(x: FloatArray) -> FloatArray:
 
 
 def cohen_radius(p_a: ArrayLike, sigma: float, tau: float = 0.5) -> Any:
-    """Cohen et al.'s certified l2 radius, sigma (Phi^-1(p_a) - Phi^-1(tau)); 0 below tau (THEORY 4, d = 0).
+    """Cohen et al.'s certified l2 radius, sigma (Phi^-1(p_a) - Phi^-1(tau)); 0 below tau (docs/theory.md §4, d = 0).
 
     This is the d = 0 special case of the hybrid certificate; it is rounded down by more than the error of
     ``ndtri``, so it never exceeds the exact value. ``p_a`` = 1 gives +inf.
@@ -85,7 +85,7 @@ def cohen_radius(p_a: ArrayLike, sigma: float, tau: float = 0.5) -> Any:
 
 
 def cohen_worst_case(p_a: ArrayLike, radius: ArrayLike, sigma: float) -> Any:
-    """Lower bound on Phi(Phi^-1(p_a) - eps/sigma), the Gaussian worst case (THEORY 4, d = 0)."""
+    """Lower bound on Phi(Phi^-1(p_a) - eps/sigma), the Gaussian worst case (docs/theory.md §4, d = 0)."""
     p = check_probability("p_a", p_a)
     eps = check_nonnegative_array("radius", radius)
     s = check_sigma("sigma", sigma)
@@ -101,7 +101,7 @@ def cohen_worst_case(p_a: ArrayLike, radius: ArrayLike, sigma: float) -> Any:
 def knapsack_worst_case(p_a: ArrayLike, kernel: TokenKernel, budget: int) -> Any:
     """The discrete (eps = 0) worst case: Lee et al. 2019 / Chen et al. 2025's fractional knapsack.
 
-    Sort atoms by likelihood ratio, fill clean mass p_a, sum the matching attacked mass (THEORY 4).
+    Sort atoms by likelihood ratio, fill clean mass p_a, sum the matching attacked mass (docs/theory.md §4).
     Returns a lower bound within 1e-10 of the exact value.
     """
     p = check_probability("p_a", p_a)
@@ -112,11 +112,12 @@ def knapsack_worst_case(p_a: ArrayLike, kernel: TokenKernel, budget: int) -> Any
 
 @dataclass(frozen=True)
 class HybridNoise:
-    """Hybrid smoothing noise (THEORY 1): a token kernel on the noised positions and N(0, sigma^2 I) on the image.
+    """Hybrid smoothing noise (docs/theory.md §1): a token kernel on the noised positions and N(0, sigma^2 I) on
+    the image.
 
     ``kernel`` is ``uniform-other``, ``uniform-all`` or ``absorb``; ``vocab_size`` the alphabet size V;
     ``beta`` the per-position noise level in (0, 1]; ``sigma`` > 0 the image noise in the certificate's pixel
-    space. The methods compute the joint Neyman-Pearson certificate of THEORY 4.
+    space. The methods compute the joint Neyman-Pearson certificate of docs/theory.md §4.
 
     Tabular data (docs/theory.md §9): ``vocab_size`` may be a sequence, one arity per categorical field (the
     absorb kernel's mask is the "missing" category). ``budget`` then counts changed fields, at most d, the
@@ -196,7 +197,7 @@ class HybridNoise:
 
     def _radius_at(self, budget: int, p: FloatArray, tau: float) -> FloatArray:
         """Radius at ``budget``: the minimum over the choices. A choice already certified at the running
-        minimum r cannot lower it (p_adv is non-increasing in eps, THEORY 4), so it is only checked at r."""
+        minimum r cannot lower it (p_adv is non-increasing in eps, docs/theory.md §4), so it is only checked at r."""
         preps = self._choices(budget)
         if self.field_kernels is None:
             return self._radius(preps[0], p, tau)
@@ -220,7 +221,7 @@ class HybridNoise:
     def worst_case(self, p_a: ArrayLike, budget: int, radius: ArrayLike) -> Any:
         """Lower bound on min P_attacked[f = 1] over attacks with <= ``budget`` tokens and <= ``radius`` in l2.
 
-        ``p_a`` is a lower bound on the clean smoothed probability (THEORY 4, ``p_adv``); ``radius`` may be an
+        ``p_a`` is a lower bound on the clean smoothed probability (docs/theory.md §4, ``p_adv``); ``radius`` may be an
         array broadcast against ``p_a``. Within 1e-9 of the exact value and never above it.
         """
         p = check_probability("p_a", p_a)
@@ -252,7 +253,7 @@ class HybridNoise:
     # -- radius ------------------------------------------------------------------------------------------
 
     def certified_radius(self, p_a: ArrayLike, budget: int, tau: float = 0.5) -> Any:
-        """r*(d) of THEORY 4: the largest l2 radius certified against ``budget`` changed tokens at ``tau``.
+        """r*(d) of docs/theory.md §4: the largest l2 radius certified against ``budget`` changed tokens at ``tau``.
 
         +inf when p_a = 1 and no token change is visible with certainty. Never above the exact radius, and
         within 1e-9 of it.
@@ -337,7 +338,7 @@ class HybridNoise:
     ) -> tuple[FloatArray, NDArray[np.bool_]]:
         """Radii r*(d) for d = 0..D as an array of shape ``p_a.shape + (D + 1,)``, with a mask of the budgets
         certified at eps = 0. D is ``max_budget``, or the last budget certified for some input.
-        r*(d) is the minimum over d' <= d (THEORY 4: certified at (d, eps) needs every d' <= d).
+        r*(d) is the minimum over d' <= d (docs/theory.md §4: certified at (d, eps) needs every d' <= d).
         """
         p = check_probability("p_a", p_a)
         t = check_threshold("tau", tau)
@@ -371,7 +372,7 @@ class HybridNoise:
         return r_arr, m_arr
 
     def frontier(self, p_a: ArrayLike, tau: float = 0.5, max_budget: int | None = None) -> Any:
-        """The (d, eps) frontier: [(d, r*(d)) for d = 0, 1, ... while d is certified] (THEORY 4).
+        """The (d, eps) frontier: [(d, r*(d)) for d = 0, 1, ... while d is certified] (docs/theory.md §4).
 
         Only certified budgets appear, so an empty list means "not certified even at (0, 0)".
 
@@ -393,7 +394,7 @@ class HybridNoise:
         return out.reshape(p.shape)
 
     def describe(self) -> dict[str, Any]:
-        """The parameters a certificate is meaningless without (THEORY 6)."""
+        """The parameters a certificate is meaningless without (docs/theory.md §6)."""
         vocab = list(self.vocab_size) if isinstance(self.vocab_size, tuple) else self.vocab_size
         return {"kernel": self.kernel, "vocab_size": vocab, "beta": self.beta, "sigma": self.sigma}
 

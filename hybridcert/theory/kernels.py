@@ -1,9 +1,9 @@
-"""Token kernels and the atoms of the discrete likelihood ratio (THEORY 1 and 3).
+"""Token kernels and the atoms of the discrete likelihood ratio (docs/theory.md §1 and §3).
 
 At one differing position (clean token a, attacked token b) a noisy token is a, b or something else (c).
 All three kernels give an attacked law that is the clean law with the masses of a and b swapped, so an atom
 with counts (na, nb, nc) over d differing positions has likelihood ratio (P(a)/P(b))^(nb - na): atoms are
-merged by k = nb - na. Masses are computed in log space (rho^d overflows float64 quickly, THEORY 3).
+merged by k = nb - na. Masses are computed in log space (rho^d overflows float64 quickly, docs/theory.md §3).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ KERNELS: tuple[str, ...] = get_args(KernelName)
 
 @dataclass(frozen=True)
 class Atoms:
-    """The merged atoms of the token likelihood ratio over ``budget`` differing positions (THEORY 3).
+    """The merged atoms of the token likelihood ratio over ``budget`` differing positions (docs/theory.md §3).
 
     ``log_ratio`` holds the finite, strictly increasing levels log gamma1 of the atoms with positive mass
     under both laws, with their clean and attacked masses (``clean``, ``attacked``; logs in ``log_clean``,
@@ -41,7 +41,7 @@ class Atoms:
     log_attacked: NDArray[np.float64]
     clean_zero_ratio: float
     attacked_infinite_ratio: float
-    # Rounding-error bounds (THEORY 6): absolute error of log_ratio, relative error of each float mass.
+    # Rounding-error bounds (docs/theory.md §6): absolute error of log_ratio, relative error of each float mass.
     level_error: NDArray[np.float64] = field(repr=False, default_factory=lambda: np.zeros(1))
     clean_error: NDArray[np.float64] = field(repr=False, default_factory=lambda: np.zeros(1))
     attacked_error: NDArray[np.float64] = field(repr=False, default_factory=lambda: np.zeros(1))
@@ -64,7 +64,7 @@ class Atoms:
 
 @dataclass(frozen=True)
 class TokenKernel:
-    """A token kernel (THEORY 1): ``name`` in KERNELS, alphabet size ``vocab_size``, noise level ``beta``.
+    """A token kernel (docs/theory.md §1): ``name`` in KERNELS, alphabet size ``vocab_size``, noise level ``beta``.
 
     ``uniform-other``: keep w.p. 1 - beta, else one of the V - 1 other tokens uniformly.
     ``uniform-all``: keep w.p. 1 - beta, else one of all V tokens uniformly (the current one included).
@@ -92,7 +92,7 @@ class TokenKernel:
         object.__setattr__(self, "beta", beta)
 
     def position_masses(self) -> tuple[float, float, float]:
-        """Clean-law masses (P(a), P(b), P(c)) at one differing position (THEORY 3 table)."""
+        """Clean-law masses (P(a), P(b), P(c)) at one differing position (docs/theory.md §3 table)."""
         v, b = self.vocab_size, self.beta
         if self.name == "uniform-other":
             return (1.0 - b, b / (v - 1), b * (v - 2) / (v - 1))
@@ -124,7 +124,7 @@ class TokenKernel:
         return log_a != log_b
 
     def atoms(self, budget: int) -> Atoms:
-        """The merged likelihood-ratio atoms over ``budget`` differing positions (THEORY 3)."""
+        """The merged likelihood-ratio atoms over ``budget`` differing positions (docs/theory.md §3)."""
         d = check_token_budget("budget", budget)
         return _atoms(self.log_position_masses(), d)
 
@@ -145,7 +145,7 @@ def _atoms(log_masses: tuple[float, float, float], d: int) -> Atoms:
     log_clean = log_multinomial + _xlog(na, log_a) + _xlog(nb, log_b) + _xlog(nc, log_c)
     log_attacked = log_multinomial + _xlog(na, log_b) + _xlog(nb, log_a) + _xlog(nc, log_c)
     # Error bounds: gammaln and log within a few ulps of their magnitude, the per-position logs within
-    # ulps of (|log m| + log V) (THEORY 6). Generous factor 8 on the sum of magnitudes.
+    # ulps of (|log m| + log V) (docs/theory.md §6). Generous factor 8 on the sum of magnitudes.
     scale = 8.0 * _EPS
     mag_log = [abs(x) + 2.0 if math.isfinite(x) else 0.0 for x in (log_a, log_b, log_c)]
     base = gammaln(d + 1) + g_na + g_nb + g_nc + 1.0

@@ -1,5 +1,5 @@
 """Sequential certification: an anytime-valid confidence sequence for a Bernoulli mean and a stopping rule
-(THEORY 5; issue 7).
+(docs/theory.md §5; issue 7).
 
 Fixed-n Clopper-Pearson (``bounds.clopper_pearson_lower``) is valid only at one sample size fixed in advance:
 re-evaluated after every chunk and stopped when it looks good, its miss rate exceeds alpha. A *confidence
@@ -43,7 +43,7 @@ The prior is the price of time-uniformity: against Clopper-Pearson at a fixed n 
 and 1, where filters' smoothed probabilities live; with it, at alpha = 0.001 and k = n = 10^4, 1 - L is 1.24x
 the Clopper-Pearson 1 - p_lower (Beta(1, 1) would give 2.3x), and 1.16x at k/n = 0.99.
 
-Numerics (THEORY 6): L_n is found by a bracketing search (false position with bisection steps) on
+Numerics (docs/theory.md §6): L_n is found by a bracketing search (false position with bisection steps) on
 t = logit(p0), which resolves p0 near 0 and near 1 alike (log p0 and log(1 - p0) are both computed from t
 without cancellation); I_{p0}(a, b) is evaluated as
 1 - I_{1-p0}(b, a) through ``betaincc`` and 1 - I_{p0}(a + k, ...) as I_{1-p0}(b + n - k, a + k), so nothing
@@ -247,7 +247,7 @@ def _lower(k: FloatArray, n: FloatArray, log_level: float, a: float, b: float) -
 def cs_lower(
     successes: ArrayLike, trials: ArrayLike, alpha: float, prior: Sequence[float] = DEFAULT_PRIOR
 ) -> FloatArray:
-    """Anytime-valid lower confidence sequence for a Bernoulli mean (module docstring; THEORY 5).
+    """Anytime-valid lower confidence sequence for a Bernoulli mean (module docstring; docs/theory.md §5).
 
     For i.i.d. draws with mean p, P[ p < cs_lower(k_n, n, alpha) for some n >= 0 ] <= alpha: the bound may be
     evaluated after every draw or chunk and the sampling stopped (or continued) on what was seen. Vectorised
@@ -349,7 +349,7 @@ class SequentialRule:
 
 def certified_points(p_lower: ArrayLike, rule: SequentialRule) -> BoolArray:
     """Shape ``p_lower.shape + (len(points),)``: certified at (d, eps) means
-    ``noise.worst_case(p_lower, d', eps) >= threshold`` for every d' <= d (THEORY 4)."""
+    ``noise.worst_case(p_lower, d', eps) >= threshold`` for every d' <= d (docs/theory.md §4)."""
     p = as_float_array("p_lower", p_lower)
     flat = p.ravel()
     cache: dict[tuple[int, float], BoolArray] = {}
@@ -389,10 +389,10 @@ def decide(successes: ArrayLike, trials: ArrayLike, rule: SequentialRule) -> Seq
     """The stopping rule of issue 7 for cumulative counts of the certified side's event.
 
     An input stops once every requested point is decided: certified (the lower confidence sequence already
-    certifies it, THEORY 4) or refuted (even the upper confidence sequence does not certify it, so with
+    certifies it, docs/theory.md §4) or refuted (even the upper confidence sequence does not certify it, so with
     probability >= 1 - alpha no number of samples would), or once ``trials >= n_max``. Because the sequence is
     time-uniform, the certificate of a stopped input, from ``p_lower`` at the stopping time, holds with
-    probability >= 1 - alpha (THEORY 5) however the stopping time was chosen. Refutation only saves samples:
+    probability >= 1 - alpha (docs/theory.md §5) however the stopping time was chosen. Refutation only saves samples:
     it never makes a certificate larger.
     """
     k, n = _check_counts(successes, trials)

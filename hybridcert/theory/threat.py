@@ -1,4 +1,4 @@
-"""Threat models (THEORY 2): which token positions the smoothing noises and how many the attacker may change.
+"""Threat models (docs/theory.md §2): which token positions the smoothing noises and how many the attacker may change.
 
 For the three kernels the worst case depends only on the number d of differing positions, so a threat model
 is data: the span of noised positions and the largest meaningful budget.

@@ -1,8 +1,8 @@
-"""Check 2: the joint Neyman-Pearson problem solved at >= 50 digits without the closed form (THEORY 4).
+"""Check 2: the joint Neyman-Pearson problem solved at >= 50 digits without the closed form (docs/theory.md §4).
 
 For small V and d the raw token outcomes at the d differing positions are enumerated one by one (V^d
 sequences, (V+1)^d with the mask; no grouping into atoms), each with its exact clean and attacked probability
-from the raw per-token kernel (THEORY 1). The worst-case region in (outcome z, U) is
+from the raw per-token kernel (docs/theory.md §1). The worst-case region in (outcome z, U) is
 {log(P_a(z)/P_c(z)) + e U - e^2/2 <= u}; its clean and attacked masses are sums over outcomes of the
 outcome's probability times a Gaussian integral over a half-line, computed by ``mpmath.quad`` (not by erf /
 erfc). The level u solves F(u) = p_A by Newton's method at 50+ digits, and the radius solves W(e) = tau the
@@ -150,7 +150,7 @@ class HighPrecisionSolver:
         return u
 
     def worst_case(self, p_a: float, radius: float) -> mpmath.mpf:
-        """p_adv(d, eps) at 50 digits (THEORY 4) for 0 < p_a < 1 and radius > 0."""
+        """p_adv(d, eps) at 50 digits (docs/theory.md §4) for 0 < p_a < 1 and radius > 0."""
         with mp.workdps(DPS + 10):
             e = mp.mpf(radius) / mp.mpf(self.noise.sigma)
             p = mp.mpf(p_a)

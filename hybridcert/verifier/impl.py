@@ -15,7 +15,7 @@ from hybridcert.theory import HybridNoise, TokenKernel, cohen_radius, cohen_wors
 
 
 class NoiseLike(Protocol):
-    """What the checks call on a noise object (THEORY 4)."""
+    """What the checks call on a noise object (docs/theory.md §4)."""
 
     def worst_case(self, p_a: Any, budget: int, radius: Any) -> Any: ...
 
@@ -29,7 +29,7 @@ class NoiseLike(Protocol):
 
 
 class KernelLike(Protocol):
-    """What the checks call on a token kernel (THEORY 3): ``atoms(d)`` with the fields of theory's Atoms."""
+    """What the checks call on a token kernel (docs/theory.md §3): ``atoms(d)`` with the fields of theory's Atoms."""
 
     def atoms(self, budget: int) -> Any: ...
 

@@ -1,11 +1,11 @@
-"""Interval proofs that a reported certificate is sound (THEORY 4 and 6).
+"""Interval proofs that a reported certificate is sound (docs/theory.md §4 and §6).
 
 The worst case at (d, e), e = eps / sigma, is G(u*) where F(u*) = p_A, and both F and G increase in the level
-u (THEORY 4). So exhibiting *any* level u with F(u) <= p_A (a proven upper bound) and G(u) >= tau (a proven
+u (docs/theory.md §4). So exhibiting *any* level u with F(u) <= p_A (a proven upper bound) and G(u) >= tau (a proven
 lower bound) proves p_adv(d, eps) >= tau. The witness level comes from an ordinary high-precision root
 search; only the two inequalities are proven, in ``mpmath.iv`` interval arithmetic:
 
-* atom masses and likelihood ratios are exact rationals from the THEORY 3 table (``reference``), never
+* atom masses and likelihood ratios are exact rationals from the docs/theory.md §3 table (``reference``), never
   ``hybridcert.theory``'s atoms, which are what is being checked; they enter as enclosing intervals;
 * logs, divisions and sums are ``mpmath.iv`` operations (outward rounding);
 * Phi has no interval version in ``mpmath.iv`` (``iv.ncdf`` / ``iv.erfc`` raise), so it is bounded through
@@ -233,7 +233,7 @@ def root_of_increasing(f: Callable[[mpmath.mpf], mpmath.mpf], tol: mpmath.mpf, b
 def _bounds_at(
     atoms: ExactAtoms, j: int, t: mpmath.mpf, e_iv: mpmath.ctx_iv.ivmpf
 ) -> tuple[mpmath.ctx_iv.ivmpf, mpmath.ctx_iv.ivmpf]:
-    """Interval enclosures of F and G at the level u = log gamma_j + e t (THEORY 4)."""
+    """Interval enclosures of F and G at the level u = log gamma_j + e t (docs/theory.md §4)."""
     t_iv = iv.mpf([t, t])
     f = _iv_fraction(atoms.c0)
     g = iv.mpf(0)
@@ -249,7 +249,7 @@ def _bounds_at(
 def prove_worst_case(
     noise: NoiseParams, p_a: float, budget: int, radius: float, tau: float, dps: int = DPS
 ) -> Proof:
-    """Prove p_adv(budget, radius) >= tau for clean lower bound ``p_a`` (THEORY 4), or say why not.
+    """Prove p_adv(budget, radius) >= tau for clean lower bound ``p_a`` (docs/theory.md §4), or say why not.
 
     ``radius`` = inf claims every radius (only provable when p_a = 1). The proof never uses
     ``hybridcert.theory``.
@@ -346,7 +346,7 @@ def prove_frontier(
     """Prove every frontier entry (d, r): certified at (d, r) needs p_adv(d', r) >= tau for all d' <= d.
 
     Each entry is proven at its own budget; a smaller budget d' is also proven at r unless an entry
-    (d', r') with r' >= r was proven (p_adv is non-increasing in eps, THEORY 4). Returns one Proof per
+    (d', r') with r' >= r was proven (p_adv is non-increasing in eps, docs/theory.md §4). Returns one Proof per
     entry, the first failing sub-proof when there is one.
     """
     proven: dict[int, float] = {}

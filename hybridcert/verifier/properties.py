@@ -1,9 +1,9 @@
-"""Check 3: properties of the certificate (THEORY 4), run with Hypothesis at run time and under pytest.
+"""Check 3: properties of the certificate (docs/theory.md §4), run with Hypothesis at run time and under pytest.
 
 Each property is a plain sentence tested on random configurations of the implementation under test:
 
 * d = 0 equals Cohen (Phi(Phi^-1(p) - e), radius sigma (Phi^-1(p) - Phi^-1(tau))) for every kernel;
-* eps = 0 (and eps -> 0) equals the exact fractional knapsack of the THEORY 3 atoms;
+* eps = 0 (and eps -> 0) equals the exact fractional knapsack of the docs/theory.md §3 atoms;
 * the worst case is monotone: up in p_a, down in eps, down in d;
 * results lie in range: probabilities in [0, 1], radii >= 0, budgets in [-1, max_budget], frontiers
   non-increasing;
@@ -236,7 +236,7 @@ def _cp(k: float, n: int, alpha: float) -> tuple[float, float]:
 
 
 def _sample_tokens(rng: np.random.Generator, c: Config, source: int, n: int) -> np.ndarray:
-    """n draws of the raw kernel (THEORY 1) applied to token ``source``."""
+    """n draws of the raw kernel (docs/theory.md §1) applied to token ``source``."""
     noised = rng.random(n) < c.beta
     if c.kernel == "uniform-other":
         other = (source + rng.integers(1, c.vocab_size, n)) % c.vocab_size

@@ -2,12 +2,13 @@
 
 Two independent sources, both exact (``fractions.Fraction``):
 
-* ``position_masses``: the per-position table of THEORY 3 (P_clean(a), P_clean(b), P_clean(c)).
-* ``token_density``: the raw per-token kernel of THEORY 1 (keep w.p. 1 - beta, else ...), used by the
+* ``position_masses``: the per-position table of docs/theory.md §3 (P_clean(a), P_clean(b), P_clean(c)).
+* ``token_density``: the raw per-token kernel of docs/theory.md §1 (keep w.p. 1 - beta, else ...), used by the
   high-precision and Monte-Carlo checks, which enumerate or sample raw token sequences and never use the table.
 
 ``exact_atoms`` groups the outcomes of d differing positions into atoms with exact masses and exact
-likelihood ratios (THEORY 3); ``knapsack`` is the e = 0 worst case (THEORY 4) in exact rational arithmetic.
+likelihood ratios (docs/theory.md §3); ``knapsack`` is the e = 0 worst case (docs/theory.md §4) in exact
+rational arithmetic.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ CLEAN_TOKEN, ATTACKED_TOKEN = 0, 1  # at each differing position: x1_j = 0, x1'_
 
 @dataclass(frozen=True)
 class NoiseParams:
-    """The noise configuration a certificate is about (THEORY 1): kernel, alphabet size V, beta, sigma.
+    """The noise configuration a certificate is about (docs/theory.md §1): kernel, alphabet size V, beta, sigma.
 
     ``vocab_size`` may be a tuple, one arity per categorical field (docs/theory.md §9): the budget then counts
     changed fields and a certificate must hold for every choice of fields (``field_choices``)."""
@@ -55,7 +56,7 @@ class NoiseParams:
 
 
 def position_masses(kernel: str, vocab_size: int, beta: float) -> tuple[Fraction, Fraction, Fraction]:
-    """Exact clean-law masses (P(a), P(b), P(c)) at one differing position: the THEORY 3 table."""
+    """Exact clean-law masses (P(a), P(b), P(c)) at one differing position: the docs/theory.md §3 table."""
     v, b = Fraction(vocab_size), Fraction(beta)
     if kernel == "uniform-other":
         return (1 - b, b / (v - 1), b * (v - 2) / (v - 1))
@@ -67,7 +68,7 @@ def position_masses(kernel: str, vocab_size: int, beta: float) -> tuple[Fraction
 
 
 def token_density(kernel: str, vocab_size: int, beta: float, source: int, z: int) -> Fraction:
-    """Exact probability that the kernel turns token ``source`` into ``z`` (THEORY 1, no grouping)."""
+    """Exact probability that the kernel turns token ``source`` into ``z`` (docs/theory.md §1, no grouping)."""
     b = Fraction(beta)
     if kernel == "uniform-other":
         return 1 - b if z == source else b / (vocab_size - 1)
@@ -89,7 +90,7 @@ def raw_outcomes(kernel: str, vocab_size: int, beta: float, budget: int) -> Iter
     """(clean, attacked) probability of every raw token sequence at ``budget`` differing positions.
 
     The clean input has token 0 at each differing position and the attacked input token 1; each noisy
-    sequence's probability is the product of the raw per-token densities (THEORY 1). V^d sequences
+    sequence's probability is the product of the raw per-token densities (docs/theory.md §1). V^d sequences
     ((V+1)^d with the mask): only for small V and d.
     """
     alphabet = noisy_alphabet(kernel, vocab_size)
@@ -112,7 +113,7 @@ def _product_outcomes(tables: Sequence[Sequence[tuple[Fraction, Fraction]]]) -> 
 
 @dataclass(frozen=True)
 class ExactAtoms:
-    """Atoms with exact masses (THEORY 3): ``ratio`` strictly increasing (finite, > 0), with masses
+    """Atoms with exact masses (docs/theory.md §3): ``ratio`` strictly increasing (finite, > 0), with masses
     ``clean`` and ``attacked``; ``c0`` the clean mass of ratio-0 outcomes, ``a_inf`` the attacked mass of
     ratio-infinity outcomes."""
 
@@ -150,7 +151,7 @@ def group_atoms(outcomes: Iterator[tuple[Fraction, Fraction]], budget: int) -> E
 
 @lru_cache(maxsize=256)
 def exact_atoms(kernel: str, vocab_size: int, beta: float, budget: int) -> ExactAtoms:
-    """The atoms over ``budget`` differing positions from the THEORY 3 table, by counts (na, nb, nc).
+    """The atoms over ``budget`` differing positions from the docs/theory.md §3 table, by counts (na, nb, nc).
 
     The attacked law swaps P(a) and P(b); an outcome with counts (na, nb, nc) has multinomial multiplicity.
     """
@@ -169,7 +170,7 @@ def exact_atoms(kernel: str, vocab_size: int, beta: float, budget: int) -> Exact
 
 
 def knapsack(atoms: ExactAtoms, p_a: Fraction) -> Fraction:
-    """The exact e = 0 worst case (THEORY 4): fill clean mass p_a by ascending ratio, sum attacked mass."""
+    """The exact e = 0 worst case (docs/theory.md §4): fill clean mass p_a by ascending ratio, sum attacked mass."""
     if p_a >= 1:
         return 1 - atoms.a_inf
     room = p_a - atoms.c0
@@ -278,8 +279,8 @@ def garbling_kernel(weak: tuple[Fraction, Fraction, Fraction], strong: tuple[Fra
 
 @lru_cache(maxsize=1024)
 def choice_atoms(kernel: str, beta: float, parts: tuple[tuple[int, int], ...]) -> ExactAtoms:
-    """Exact atoms of changing ``count`` fields of each ``arity`` in ``parts`` (THEORY 3 table per field, counts
-    (na, nb, nc) per arity with multinomial multiplicities, products across arities; equal ratios merged)."""
+    """Exact atoms of changing ``count`` fields of each ``arity`` in ``parts`` (docs/theory.md §3 table per field,
+    counts (na, nb, nc) per arity with multinomial multiplicities, products across arities; equal ratios merged)."""
     per_class = []
     for v, k in parts:
         pa_, pb_, pc_ = position_masses(kernel, v, beta)
@@ -295,7 +296,7 @@ def choice_atoms(kernel: str, beta: float, parts: tuple[tuple[int, int], ...]) -
 
 def raw_field_outcomes(kernel: str, arities: tuple[int, ...], beta: float) -> Iterator[tuple[Fraction, Fraction]]:
     """(clean, attacked) probability of every raw category tuple at the changed fields ``arities`` (one raw
-    kernel of THEORY 1 per field at its own arity; clean category 0, attacked category 1 at each field)."""
+    kernel of docs/theory.md §1 per field at its own arity; clean category 0, attacked category 1 at each field)."""
     tables = []
     for v in arities:
         alphabet = noisy_alphabet(kernel, v)

@@ -82,7 +82,7 @@ class VerificationReport:
 
 def interval_cases(rng: np.random.Generator, n: int) -> list[tuple[NoiseParams, float, float]]:
     """Random (noise, p_a, tau) for the interval check, large alphabets and tiny tau included."""
-    cases = [(NoiseParams("uniform-other", 30000, 0.25, 1.0), 0.99954, 4.6e-5)]  # THEORY 8
+    cases = [(NoiseParams("uniform-other", 30000, 0.25, 1.0), 0.99954, 4.6e-5)]  # docs/theory.md §8
     kernels = ("uniform-other", "uniform-all", "absorb")
     while len(cases) < n:
         kernel = kernels[len(cases) % 3]

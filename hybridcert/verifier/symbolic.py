@@ -1,6 +1,6 @@
 """Check 1: SymPy derivations of the certificate's pieces, each checked against the numeric theory.
 
-Derived, not restated (THEORY 3 and 4):
+Derived, not restated (docs/theory.md §3 and §4):
 
 * the Gaussian log likelihood ratio of a shift e (log N(e,1)/N(0,1) at U) and its law under both hypotheses;
 * the d = 0 worst case Phi(Phi^-1(p) - e) by solving the Neyman-Pearson level equation, and from it Cohen's
@@ -87,7 +87,7 @@ def _density(x: sp.Expr, mean: sp.Expr) -> sp.Expr:
 
 
 def _raw_categories(kernel: str) -> list[tuple[sp.Expr, sp.Expr, sp.Expr]]:
-    """Per-position outcome categories (multiplicity, clean density, attacked density) from THEORY 1's raw
+    """Per-position outcome categories (multiplicity, clean density, attacked density) from docs/theory.md §1's raw
     kernels: the clean token a, the attacked token b, each of the V - 2 other tokens, and the mask."""
 
     def dens(same: bool) -> sp.Expr:

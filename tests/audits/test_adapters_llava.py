@@ -2,7 +2,7 @@
 
 Checks the plumbing against transformers' own processor and model: prompt ids and image tokens, pixel
 preprocessing, the logsumexp read-out at the last position, left-padded batching, and that the sampled text
-ids reach the model untouched (THEORY 7).
+ids reach the model untouched (docs/theory.md §7).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Adapter (a): class path + safetensors weights; pickles refused unless opted in (issue 4, THEORY 7)."""
+"""Adapter (a): class path + safetensors weights; pickles refused unless opted in (issue 4, docs/theory.md §7)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_safetensors_module_matches_eager_and_sees_the_sampled_ids(net_and_file:
         expected = net(tokens, images).argmax(dim=1) == 1
     got = f(tokens, images)
     assert got.dtype == torch.bool and torch.equal(got, expected)
-    assert torch.equal(f.module.last_tokens, tokens)  # the ids themselves, no decode/re-tokenise (THEORY 7)
+    assert torch.equal(f.module.last_tokens, tokens)  # the ids themselves, no decode/re-tokenise (docs/theory.md §7)
     assert f.weights_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert f.name == NET
 

@@ -1,4 +1,4 @@
-"""The samplers draw the law of THEORY 1 on exactly the positions of THEORY 2, reproducibly per chunk."""
+"""The samplers draw the law of docs/theory.md §1 on exactly the positions of §2, reproducibly per chunk."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """A realistic synthetic ``results.json`` (docs/results-format.md) for the report tests and the docs pages.
 
 Counts are drawn from a seeded generator; ``p_a_lower`` is the real Clopper-Pearson bound of those counts and
-every frontier comes from the real ``HybridNoise.frontier`` (THEORY 4, 5), exactly as the audit runner does.
+every frontier comes from the real ``HybridNoise.frontier`` (docs/theory.md §4, §5), exactly as the audit runner does.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""An independent high-precision oracle for THEORY 3 and 4, written with mpmath only.
+"""An independent high-precision oracle for docs/theory.md §3 and §4, written with mpmath only.
 
-It shares no code with ``hybridcert.theory``: atoms are enumerated from the THEORY 3 table with exact binomial
+It shares no code with ``hybridcert.theory``: atoms are enumerated from the docs/theory.md §3 table with exact binomial
 coefficients at ``DPS`` digits (no merging by level, no log-space tricks), the worst case solves F(u) = p_A by
 bracketed root finding, and the radius solves the two equations F(u, e) = p_A, G(u, e) = tau together.
 """

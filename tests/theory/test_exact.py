@@ -1,4 +1,4 @@
-"""Exactness and soundness of the float64 engine against the independent mpmath oracle (THEORY 4, 6, 8)."""
+"""Exactness and soundness of the float64 engine against the independent mpmath oracle (docs/theory.md §4, §6, §8)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def test_radius_and_worst_case_match_oracle(seed: int) -> None:
 
 
 def test_theory_section_8_numbers() -> None:
-    """THEORY 8: Cohen's radius and the paper's setting, to the printed digits, rounded down."""
+    """docs/theory.md §8: Cohen's radius and the paper's setting, to the printed digits, rounded down."""
     assert cohen_radius(0.9, 0.5) == pytest.approx(0.6407757827723, abs=1e-12)
     assert cohen_radius(0.9, 0.5) <= 0.6407757827723002967
     noise = HybridNoise("uniform-other", 30000, 0.25, 1.0)
@@ -61,7 +61,7 @@ def test_theory_section_8_numbers() -> None:
 
 
 def test_d0_is_cohen_for_every_kernel() -> None:
-    """d = 0 reduces to Cohen et al. for every kernel (THEORY 4)."""
+    """d = 0 reduces to Cohen et al. for every kernel (docs/theory.md §4)."""
     p = np.linspace(0.3, 1 - 1e-9, 40)
     for kernel in ("uniform-other", "uniform-all", "absorb"):
         noise = HybridNoise(kernel, 100, 0.3, 0.7)  # type: ignore[arg-type]
@@ -74,7 +74,7 @@ def test_d0_is_cohen_for_every_kernel() -> None:
 @pytest.mark.parametrize("kernel", ["uniform-other", "uniform-all", "absorb"])
 @pytest.mark.parametrize("d", [1, 3, 8])
 def test_small_eps_is_the_knapsack(kernel: str, d: int) -> None:
-    """eps -> 0 gives the discrete fractional knapsack (THEORY 4), and eps = 0 is exactly it."""
+    """eps -> 0 gives the discrete fractional knapsack (docs/theory.md §4), and eps = 0 is exactly it."""
     noise = HybridNoise(kernel, 50, 0.4, 1.0)  # type: ignore[arg-type]
     p = np.linspace(0.05, 0.999999, 25)
     knap = knapsack_worst_case(p, noise.token_kernel, d)
@@ -88,7 +88,7 @@ def test_small_eps_is_the_knapsack(kernel: str, d: int) -> None:
 
 
 def test_absorb_closed_form() -> None:
-    """absorb: r*(d) = sigma [Phi^-1(1 - (1 - p)/beta^d) - Phi^-1(tau/beta^d)] (THEORY 4)."""
+    """absorb: r*(d) = sigma [Phi^-1(1 - (1 - p)/beta^d) - Phi^-1(tau/beta^d)] (docs/theory.md §4)."""
     beta, sigma, tau = 0.8, 0.5, 0.05
     noise = HybridNoise("absorb", 1000, beta, sigma)
     for d in (1, 2, 5):
@@ -103,7 +103,7 @@ def test_absorb_closed_form() -> None:
 
 
 def test_uniform_all_is_uniform_other_with_rescaled_beta() -> None:
-    """uniform-all with beta equals uniform-other with beta (V - 1)/V (THEORY 1)."""
+    """uniform-all with beta equals uniform-other with beta (V - 1)/V (docs/theory.md §1)."""
     v, beta = 37, 0.6
     a = HybridNoise("uniform-all", v, beta, 1.0)
     b = HybridNoise("uniform-other", v, beta * (v - 1) / v, 1.0)
@@ -114,7 +114,7 @@ def test_uniform_all_is_uniform_other_with_rescaled_beta() -> None:
 
 def test_zero_clean_mass_atoms_are_infinite_ratio() -> None:
     """beta = 1 (uniform-other): a kept clean token never appears, so seeing it proves an attack (ratio +inf);
-    mapping it to ratio 0 would overstate the certificate (THEORY 3, 7)."""
+    mapping it to ratio 0 would overstate the certificate (docs/theory.md §3, §7)."""
     noise = HybridNoise("uniform-other", 10, 1.0, 1.0)
     atoms = noise.token_kernel.atoms(1)
     # clean law at a differing position: a w.p. 0, b w.p. 1/9, c w.p. 8/9; attacked: a w.p. 1/9, b 0, c 8/9

@@ -107,7 +107,7 @@ def test_threat_models() -> None:
 
 
 def test_kernel_table() -> None:
-    """THEORY 3's table, and masses that sum to one."""
+    """docs/theory.md §3's table, and masses that sum to one."""
     assert TokenKernel("uniform-other", 5, 0.4).position_masses() == pytest.approx((0.6, 0.1, 0.3))
     assert TokenKernel("uniform-all", 5, 0.4).position_masses() == pytest.approx((0.68, 0.08, 0.24))
     assert TokenKernel("absorb", 5, 0.4).position_masses() == pytest.approx((0.6, 0.0, 0.4))

@@ -1,4 +1,4 @@
-"""Soundness (THEORY 6): every reported radius and budget is on the certified side of the exact value.
+"""Soundness (docs/theory.md §6): every reported radius and budget is on the certified side of the exact value.
 
 Each reported value is re-checked with the 40-digit oracle: the exact worst case AT the reported radius is
 >= tau (so the radius is certified), and just beyond it (1e-9 further) is < tau (so it is not needlessly

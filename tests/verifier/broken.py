@@ -24,7 +24,7 @@ class InflatedNoise(HybridNoise):
 
 
 def _errors(a: Atoms, per_atom: Callable[[np.ndarray], np.ndarray]) -> dict[str, Any]:
-    """The theory's rounding-error fields (THEORY 6), rearranged like the atoms when they are per atom."""
+    """The theory's rounding-error fields (docs/theory.md §6), rearranged like the atoms when they are per atom."""
     out: dict[str, Any] = {}
     for name in ("level_error", "clean_error", "attacked_error"):
         if hasattr(a, name):

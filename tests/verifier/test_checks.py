@@ -87,7 +87,7 @@ def test_knapsack_by_hand() -> None:
 
 def test_theory8_frontier_is_proved_and_a_nudge_up_is_not() -> None:
     p, tau = 0.99954, 4.6e-5
-    frontier = [(0, 7.2246896), (1, 6.4697929), (2, 5.6251955)]  # THEORY 8, rounded to 8 digits
+    frontier = [(0, 7.2246896), (1, 6.4697929), (2, 5.6251955)]  # docs/theory.md §8, rounded to 8 digits
     proofs = prove_frontier(THEORY8, p, tau, [(d, r - 1e-7) for d, r in frontier])
     assert all(pr.proved and pr.lower_bound >= tau for pr in proofs)
     assert not any(pr.proved for pr in prove_frontier(THEORY8, p, tau, [(d, r * (1 + 1e-6)) for d, r in frontier]))

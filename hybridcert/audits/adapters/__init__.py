@@ -1,6 +1,6 @@
 """Adapters that turn real model families into a ``Filter`` (tokens [B, L] + images [B, C, H, W] -> decisions [B]).
 
-Every adapter receives the sampled token ids themselves (THEORY 7: no decode and re-tokenise round trip) and
+Every adapter receives the sampled token ids themselves (docs/theory.md §7: no decode and re-tokenise round trip) and
 has the attributes ``device`` (a ``torch.device``), ``name`` and ``weights_sha256``. Entry point:
 ``load_filter(spec, base_dir)``, where ``spec`` is the ``[filter]`` table of ``audit.toml`` (a dict) or a
 ``FilterSpec``. Keys:

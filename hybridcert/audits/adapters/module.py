@@ -1,7 +1,7 @@
 """Adapter (a): any ``torch.nn.Module`` given by a Python class path, with weights in safetensors.
 
 The module's ``forward(tokens, images)`` returns logits [B, K] (decision: argmax == ``target_index``) or one
-score per sample [B] (decision: score > 0). It receives the sampled token ids themselves (THEORY 7: no decode
+score per sample [B] (decision: score > 0). It receives the sampled token ids themselves (docs/theory.md §7: no decode
 and re-tokenise round trip).
 
 Weights are read with safetensors: nothing is unpickled. A pickled state dict (``torch.save``: .pt, .pth, .bin,

@@ -1,7 +1,7 @@
 """Adapter (b): saved programs taking (tokens [B, L], images [B, C, H, W]): TorchScript and ``torch.export``.
 
 The program returns logits [B, K] (decision: argmax == ``target_index``) or scores [B] (decision: score > 0),
-like adapter (a), and receives the sampled token ids themselves (THEORY 7).
+like adapter (a), and receives the sampled token ids themselves (docs/theory.md §7).
 
 Why both formats need ``allow_pickle=True`` (checked in torch 2.13's loaders):
 

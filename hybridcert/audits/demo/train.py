@@ -2,7 +2,7 @@
 
 ``python -m hybridcert.audits.demo.train [--out FILE]`` rewrites the committed weights
 (``demo_filter.safetensors``, float32, < 5 MB) and prints clean accuracy and accuracy under the demo's noise
-on the held-out digits. Every training sample is noised with the audit's own samplers (THEORY 1): token noise
+on the held-out digits. Every training sample is noised with the audit's own samplers (docs/theory.md §1): token noise
 at the demo's beta on every text position, Gaussian image noise at the demo's sigma.
 """
 
