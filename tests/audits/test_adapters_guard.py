@@ -10,7 +10,7 @@ processor's full output within 1e-4; a batch equals one-by-one; the text ids rea
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +38,6 @@ BUILDERS: dict[str, Callable[[Path], Path]] = {
 EXACT = {"llava_onevision": [(16, 16)], "llava_next": [(16, 16)], "qwen2_vl": [(16, 16), (32, 24)],
          "qwen2_5_vl": [(16, 24)], "mllama": [(16, 16), (32, 32), (16, 48)]}
 FAMILIES = list(BUILDERS)
-
-
-@pytest.fixture(scope="module")
-def offline() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("TRANSFORMERS_OFFLINE", "1")
-        yield
 
 
 _CACHE: dict[str, tuple[Path, Any, Any]] = {}

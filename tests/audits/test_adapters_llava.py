@@ -8,7 +8,6 @@ ids reach the model untouched (docs/theory.md §7).
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +25,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 ID = {w: i for i, w in enumerate(WORDS)}
 WORDS_BOTH_CASES = {"safe_words": ["Safe", "safe"], "unsafe_words": ["Unsafe", "unsafe"]}
 HW = (IMAGE_SIZE, IMAGE_SIZE)
-
-
-@pytest.fixture(scope="module")
-def offline() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("TRANSFORMERS_OFFLINE", "1")
-        yield
 
 
 @pytest.fixture(scope="module")

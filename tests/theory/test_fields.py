@@ -17,6 +17,7 @@ from hybridcert.theory import HybridNoise
 from hybridcert.theory.certificate import _prepared_choice
 from hybridcert.theory.fields import FieldKernels, exact_position_masses, garbles
 from tests.theory import fields_oracle as brute
+from tests.theory.test_soundness import CONFIGS
 
 TOL = 1e-9
 SLACK = mp.mpf("1e-25")
@@ -24,16 +25,6 @@ ADULT = [9, 16, 7, 15, 6, 5, 2, 42]
 
 # -- the token case: today's engine, bit for bit ------------------------------------------------------------
 
-GRID = [  # the configurations of test_soundness.py
-    ("uniform-other", 30000, 0.25, 1.0, 4.6e-5),
-    ("uniform-other", 5, 0.7, 0.3, 0.5),
-    ("uniform-other", 2, 0.2, 0.5, 0.1),
-    ("uniform-all", 100, 0.5, 0.25, 0.5),
-    ("uniform-all", 7, 0.9, 1.5, 1e-3),
-    ("absorb", 50000, 0.6, 0.5, 0.5),
-    ("absorb", 10, 0.95, 2.0, 1e-6),
-    ("uniform-other", 50000, 0.01, 0.05, 0.3),
-]
 #: sha256 of every value below computed by the engine before heterogeneous arities existed (commit 312596d,
 #: numpy/scipy of the shared environment): radii and worst cases d = 0..4, budgets, frontiers to d = 8.
 GOLDEN = "a5f657ffa20f742f9841ad0c413a64ea4fc6de78645779878aa1a273e2a16f1e"
@@ -41,7 +32,7 @@ GOLDEN = "a5f657ffa20f742f9841ad0c413a64ea4fc6de78645779878aa1a273e2a16f1e"
 
 def _grid_digest(n: int = 100) -> str:
     h = hashlib.sha256()
-    for i, (kernel, vocab, beta, sigma, tau) in enumerate(GRID):
+    for i, (kernel, vocab, beta, sigma, tau) in enumerate(CONFIGS):
         noise = HybridNoise(kernel, vocab, beta, sigma)  # type: ignore[arg-type]
         rng = np.random.default_rng(i)
         p = 1.0 - np.exp(rng.uniform(np.log(1e-9), np.log(1.0 - tau), n))
