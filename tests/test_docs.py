@@ -32,11 +32,11 @@ def _scanned_files() -> list[Path]:
     return [p for p in files if p.is_file()]
 
 
-def citations(text: str) -> list[tuple[str, list[int]]]:
-    """(the citation as written, the section numbers it names) for every citation of docs/theory.md in ``text``;
-    a range "§4-§6" names 4, 5 and 6."""
+def citations(text: str, patterns: tuple[re.Pattern[str], ...] = (NEW, OLD)) -> list[tuple[str, list[int]]]:
+    """(the citation as written, the section numbers it names) for every citation of docs/theory.md in ``text``
+    (of docs/report.md with ``patterns=(NEW_REPORT,)``); a range "§4-§6" names 4, 5 and 6."""
     found = []
-    for pattern in (NEW, OLD):
+    for pattern in patterns:
         for m in pattern.finditer(text):
             numbers = [int(n) for n in re.findall(r"\d+", m.group(1))]
             if re.search(r"§?\d+\s*[-–]\s*§?\d+", m.group(1)) and len(numbers) == 2:
@@ -86,6 +86,34 @@ def test_citations_name_the_file_that_exists() -> None:
             if "THEORY.md" in line:
                 old.append(f"{path.relative_to(ROOT)}:{line_no}: THEORY.md")
     assert not old, "cite docs/theory.md §n instead:\n" + "\n".join(old)
+
+
+#: "docs/report.md §7", "docs/report.md §7, §8", "docs/report.md §1-§12"
+NEW_REPORT = re.compile(r"docs/report\.md((?:\s*(?:,|and|-|–)?\s*§\s*\d+)+)")
+
+
+def test_report_citations_name_a_section_of_docs_report() -> None:
+    """Citations of the report layout say "docs/report.md §n" with n one of its twelve sections, never the old
+    bare "REPORT.md" (no such file ships)."""
+    sections = {int(m) for m in re.findall(r"^### (\d+)\. ", REPORT.read_text(encoding="utf-8"), flags=re.M)}
+    assert citations("docs/report.md §1-§12; docs/report.md §7, §8", (NEW_REPORT,)) == [
+        ("docs/report.md §1-§12", list(range(1, 13))), ("docs/report.md §7, §8", [7, 8])]
+    bad = []
+    n_citations = 0
+    files = _scanned_files() + sorted((ROOT / "tests").rglob("*.py")) + sorted((ROOT / "benchmarks").rglob("*.py"))
+    for path in files:
+        if path.name == "test_docs.py":
+            continue
+        for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            where = f"{path.relative_to(ROOT)}:{line_no}"
+            for written, numbers in citations(line, (NEW_REPORT,)):
+                n_citations += 1
+                if not numbers or not set(numbers) <= sections:
+                    bad.append(f"{where}: {written!r} names a section docs/report.md does not have")
+            if re.search(r"(?<![/\w])REPORT\.md\b", line):
+                bad.append(f"{where}: REPORT.md: cite docs/report.md §n")
+    assert n_citations >= 5  # the scan reaches the code
+    assert not bad, "\n".join(bad)
 
 
 @pytest.mark.slow  # builds a wheel (pip fetches the build backend)

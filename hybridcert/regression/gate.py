@@ -19,7 +19,7 @@ is "certified for every d' <= d"; a frontier with a gap or an increasing radius 
 Two audits are comparable only when their certificates mean the same thing (docs/theory.md §6): same kernel, V, beta,
 sigma, pixel space, tau, alpha, threat model and dataset hash (:data:`COMPARABLE_FIELDS`).
 
-The result is one JSON-serialisable dict, the "change history" section of a report (REPORT.md item 12),
+The result is one JSON-serialisable dict, the "change history" section of a report (docs/report.md §12),
 documented in docs/results-format.md.
 """
 

@@ -49,7 +49,7 @@ def _x_max(radii: NDArray[np.float64]) -> float:
 
 
 def certified_rate_plot(radii: NDArray[np.float64], budgets: list[int]) -> str:
-    """Certified rate against image radius eps, one step curve per token budget d (REPORT.md 7)."""
+    """Certified rate against image radius eps, one step curve per token budget d (docs/report.md §7)."""
     n = radii.shape[0]
     xmax = _x_max(radii)
     with plt.rc_context(_RC):

@@ -1,4 +1,4 @@
-"""Dataset-level statistics derived deterministically from a validated bundle (REPORT.md 7, 8, 6).
+"""Dataset-level statistics derived deterministically from a validated bundle (docs/report.md §7, §8, §6).
 
 Nothing here recomputes a certificate: an input is certified at (d, eps) when its decision is correct and not
 abstain and its frontier (from results.json) has budget d with radius >= eps (docs/results-format.md,

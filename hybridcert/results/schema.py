@@ -324,7 +324,7 @@ class Aggregates(_Model):
 
 
 class Criterion(_Model):
-    """An acceptance criterion (REPORT.md 6): certified rate at (budget, radius) >= min_certified_rate.
+    """An acceptance criterion (docs/report.md §6): certified rate at (budget, radius) >= min_certified_rate.
 
     ``statistic`` "observed" compares the observed rate, "ci_lower" the lower end of its 95% interval."""
 
@@ -344,7 +344,7 @@ class Delta(_Model):
 
 
 class ChangeHistory(_Model):
-    """Filled by the regression gate (``hybridcert compare``), REPORT.md 12."""
+    """Filled by the regression gate (``hybridcert compare``), docs/report.md §12."""
 
     previous_report_id: str | None = None
     deltas: list[Delta] = Field(default_factory=list)
