@@ -554,6 +554,9 @@ def _tabular_demo(out_dir: Path, force: bool, resume: bool, inputs: int, n: int,
         if out_dir.is_dir() and any(out_dir.iterdir()):
             if not force:
                 fail(f"{out_dir} is not empty (an earlier demo?); pass --force to replace it or choose another --out")
+            if not all((out_dir / name).is_file() for name in ("audit.json", "schema.json", "model.skops")):
+                fail(f"--force deletes only an earlier tabular demo, and {out_dir} does not hold one "
+                     "(audit.json, schema.json, model.skops): choose another --out")
             err.print(f"--force: replacing the demo in {out_dir}", markup=False)
             shutil.rmtree(out_dir)
         with _step("generating the table and training the model"):

@@ -157,3 +157,13 @@ def test_help_has_no_bool_type_and_keeps_brackets(command: list[str]) -> None:
     assert "<bool>" not in text
     if command == ["audit"]:
         assert "hybridcert[ray]" in text
+
+
+def test_tabular_demo_force_never_deletes_a_folder_that_is_not_a_demo(tmp_path: Path) -> None:
+    """--force removes the folder it replaces, so it must refuse one that holds anything else."""
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    code, text = _run("demo", "--tabular", "--out", str(precious), "--force", "--no-report")
+    assert code == 2 and "does not hold one" in text
+    assert (precious / "thesis.tex").read_text() == "years of work"
