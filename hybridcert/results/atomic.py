@@ -99,7 +99,7 @@ def write_text_atomic(path: Path | str, text: str, mode: int = 0o644, *, overwri
 
 
 def open_append_nofollow(path: Path | str, mode: int = 0o644) -> IO[str]:
-    """Open ``path`` for appending text (created with ``mode`` when absent), refusing a symbolic link.
+    """Open ``path`` for appending text (created with exactly ``mode`` when absent), refusing a symbolic link.
 
     For append-only logs, whose every line is flushed and fsynced by the caller; ``O_NOFOLLOW`` makes the
     open fail on a link planted at ``path`` (also one planted between a check and the open)."""
@@ -109,6 +109,12 @@ def open_append_nofollow(path: Path | str, mode: int = 0o644) -> IO[str]:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW, mode)
     except OSError as exc:
         raise ValueError(f"{path}: cannot open for appending ({exc.strerror})") from exc
+    try:
+        if os.fstat(fd).st_size == 0:
+            os.fchmod(fd, mode)  # a new log gets exactly ``mode``, like every other output, whatever the umask
+    except BaseException:
+        os.close(fd)
+        raise
     return os.fdopen(fd, "a", encoding="utf-8")
 
 

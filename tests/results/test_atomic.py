@@ -124,3 +124,13 @@ def test_results_json_mode_0644(tmp_path: Path) -> None:
 
     write_json_atomic(tmp_path / "results.json", {"a": 1})
     assert _mode(tmp_path / "results.json") == 0o644
+
+
+def test_new_log_gets_its_mode_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o077)
+    try:
+        with open_append_nofollow(tmp_path / "results.log.jsonl") as fh:
+            fh.write("{}\n")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "results.log.jsonl").stat().st_mode) == 0o644
