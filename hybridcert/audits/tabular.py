@@ -17,24 +17,24 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import math
 import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, get_type_hints
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import TypeAdapter, ValidationError
 
 from hybridcert import __version__
 from hybridcert.audits.certification import Certifier, Counted
 from hybridcert.audits.checkpoint import LOG_NAME, RESULTS_NAME, LogWriter, OutputLock, check_out_dir, start_locked
 from hybridcert.audits.config import CertifySpec
 from hybridcert.audits.dataset import AuditInput
-from hybridcert.results.canonical import canonical_dumps, write_json_atomic
+from hybridcert.results.canonical import canonical_dumps, loads_strict, write_json_atomic
 from hybridcert.results.schema import (
     Aggregates,
     AuditConfig,
@@ -127,10 +127,10 @@ def _finite(x: Any) -> bool:
 
 def load_schema(path: Path) -> Schema:
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read the schema ({exc})") from None
-    return Schema.from_json(data, str(path))
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the schema ({exc.strerror})") from None
+    return Schema.from_json(loads_strict(raw, str(path)), str(path))
 
 
 @dataclass
@@ -577,13 +577,17 @@ _CONFIG_KEYS = {"data", "schema", "model", "model_type", "trusted", "kernel", "b
                 "n", "seed", "radii", "chunk_size", "batch_size", "wave", "name", "model_name"}
 
 
+_FIELD_TYPES = {name: TypeAdapter(hint) for name, hint in get_type_hints(TabularAudit).items()}
+
+
 def load_tabular_config(path: Path) -> TabularAudit:
     """A tabular audit configuration (JSON); paths are relative to the file's folder; unknown keys refused."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read the tabular audit configuration ({exc})") from None
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the tabular audit configuration ({exc.strerror})") from None
+    data = loads_strict(raw, str(path))  # no duplicate keys, NaN, deep nesting or oversized files
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object")
     unknown = set(data) - _CONFIG_KEYS
@@ -598,6 +602,11 @@ def load_tabular_config(path: Path) -> TabularAudit:
             if not isinstance(data[key], list):
                 raise ValueError(f"{path}: {key!r} must be a list")
             data[key] = tuple(data[key])
+    for key, value in data.items():  # strict types: true is not 1, "0.5" is not 0.5, 100.0 is not an integer
+        try:
+            _FIELD_TYPES[key].validate_python(value, strict=True)
+        except ValidationError as exc:
+            raise ValueError(f"{path}: field {key}: {exc.errors()[0]['msg']}, got {value!r}") from None
     try:
         return TabularAudit(**data)
     except TypeError as exc:

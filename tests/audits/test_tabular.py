@@ -21,6 +21,7 @@ from hybridcert.audits.tabular import (
     load_model,
     load_schema,
     load_table,
+    load_tabular_config,
     onehot,
     run_tabular_audit,
 )
@@ -348,3 +349,22 @@ def test_hybridcert_audit_runs_a_json_config_as_a_tabular_audit(tmp_path: Path) 
     for flags, needle in ((["--executor", "ray"], "runs in-process"), (["--device", "cuda"], "runs on the CPU")):
         res = runner.invoke(app, ["audit", "--config", str(config), "--out", str(tmp_path / "c"), *flags])
         assert res.exit_code == 2 and needle in res.output and not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('"n": true', "field n: Input should be a valid integer, got True"),
+        ('"n": 100.0', "field n: Input should be a valid integer, got 100.0"),
+        ('"beta": "0.5"', "field beta: Input should be a valid number"),
+        ('"radii": [0.0, true]', "field radii: Input should be a valid number"),
+        ('"n": 10, "n": 20', "appears twice"),
+        ('"sigma": NaN', "NaN"),
+    ],
+)
+def test_tabular_config_types_are_strict(tmp_path: Path, text: str, needle: str) -> None:
+    config = tmp_path / "audit.json"
+    config.write_text('{"data": "t.csv", "schema": "s.json", "model": "m.skops", ' + text + "}")
+    with pytest.raises(ValueError, match=r"audit\.json") as info:
+        load_tabular_config(config)
+    assert needle in str(info.value)
